@@ -1,0 +1,1 @@
+"""Lead lists, campaigns, PDCA cycles and reminders arrive with their issues; nothing yet."""

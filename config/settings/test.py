@@ -1,0 +1,14 @@
+"""The test suite (`make test`)."""
+
+from .base import *  # noqa: F403
+from .base import env
+
+DEBUG = False
+# PBKDF2 costs ~0.8 s per check on these machines; tests do not test the hasher.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# A separate Redis database so a test run never eats the demo's queue.
+REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
+CELERY_BROKER_URL = REDIS_URL
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+MEDIA_ROOT = env.path("MEDIA_ROOT", default="/tmp/gridcrm-test-media")

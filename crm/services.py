@@ -1,0 +1,97 @@
+"""Writes on merchants with their business rules."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from crm.models import GridCheckRun, Merchant
+from grids.scoping import RestrictedQuerySet
+from grids.selectors import grid_for_point
+
+# One rule, used by every bulk path: a location belongs to the active grid whose boundary covers
+# it; on a shared border, the lowest grid id wins (same rule as grids.selectors.grid_for_point).
+GRID_OF_LOCATION_SQL = """
+    (SELECT g.id FROM grids_grid g
+      WHERE g.status = 'active' AND ST_Intersects(g.geom, {loc})
+      ORDER BY g.id LIMIT 1)
+"""
+
+
+def merchant_save(*, merchant: Merchant, by, fields: dict | None = None) -> Merchant:
+    """Create or update a merchant: validate, set its grid from its location in the database,
+    and re-check inside the transaction that it lands within ``by``'s scope."""
+    for name, value in (fields or {}).items():
+        setattr(merchant, name, value)
+    creating = merchant.pk is None
+    with transaction.atomic():
+        merchant.grid_id = grid_for_point(merchant.location)
+        merchant.full_clean()
+        if merchant.owner_id and merchant.grid_id and not _owner_serves_grid(merchant.owner_id, merchant.grid_id):
+            raise ValidationError({"owner": [_("The owner is not a member of the merchant's grid.")]})
+        merchant.save()
+        action = "add" if creating else "change"
+        if not Merchant.objects.restrict(by, action).filter(pk=merchant.pk).exists():
+            raise ValidationError({"location": [_("This location is outside the grids you may work in.")]})
+    return merchant
+
+
+def _owner_serves_grid(owner_id: int, grid_id: int) -> bool:
+    from grids.choices import GRID_ROLES
+    from grids.models import Membership
+
+    today = timezone.localdate()
+    return (
+        Membership.objects.filter(user_id=owner_id, grid_id=grid_id, role__in=GRID_ROLES, start_date__lte=today)
+        .exclude(end_date__lt=today)
+        .exists()
+    )
+
+
+def merchants_assign_to_grids(*, merchants: RestrictedQuerySet | None = None) -> int:
+    """Set every merchant's grid from its location in one UPDATE; only rows whose grid changes
+    are written. Returns how many changed."""
+    where, params = "", []
+    if merchants is not None:
+        sub_sql, params = merchants.order_by().values("id").query.sql_with_params()
+        where = f"WHERE m2.id IN ({sub_sql})"
+    sql = f"""
+        UPDATE crm_merchant m SET grid_id = t.new_grid
+        FROM (SELECT m2.id, {GRID_OF_LOCATION_SQL.format(loc="m2.location")} AS new_grid
+              FROM crm_merchant m2 {where}) t
+        WHERE m.id = t.id AND m.grid_id IS DISTINCT FROM t.new_grid
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def merchants_fix_stray_grids() -> GridCheckRun:
+    """The nightly check: every merchant whose grid does not match its location is moved to the
+    right grid, and each move is recorded as a MerchantGridFix of this run. One statement."""
+    with transaction.atomic():
+        run = GridCheckRun.objects.create(started_at=timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                WITH target AS (
+                    SELECT m.id, m.grid_id AS old_grid, {GRID_OF_LOCATION_SQL.format(loc="m.location")} AS new_grid
+                    FROM crm_merchant m
+                ), moved AS (
+                    UPDATE crm_merchant m SET grid_id = t.new_grid
+                    FROM target t
+                    WHERE m.id = t.id AND t.old_grid IS DISTINCT FROM t.new_grid
+                    RETURNING m.id, t.old_grid, t.new_grid
+                )
+                INSERT INTO crm_merchantgridfix (run_id, merchant_id, from_grid_id, to_grid_id)
+                SELECT %s, id, old_grid, new_grid FROM moved
+                """,
+                [run.pk],
+            )
+            run.fixed = cursor.rowcount
+        run.checked = Merchant.objects.count()
+        run.finished_at = timezone.now()
+        run.save(update_fields=["fixed", "checked", "finished_at"])
+    return run

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create the gridcrm role and database with PostGIS, once. PostGIS and pg_trgm also go into
+# template1, so the test database (created by the non-superuser role) has them too.
+set -euo pipefail
+if [ -n "${DATABASE_URL:-}" ]; then exit 0; fi
+psql_pg() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtA "$@"; }
+[ "$(psql_pg -c "SELECT 1 FROM pg_roles WHERE rolname='gridcrm'")" = 1 ] ||
+  psql_pg -c "CREATE ROLE gridcrm LOGIN CREATEDB PASSWORD 'gridcrm'"
+for db in template1 gridcrm; do
+  if [ "$db" = gridcrm ] && [ "$(psql_pg -c "SELECT 1 FROM pg_database WHERE datname='gridcrm'")" != 1 ]; then
+    psql_pg -c "CREATE DATABASE gridcrm OWNER gridcrm"
+  fi
+  psql_pg -d "$db" -c "CREATE EXTENSION IF NOT EXISTS postgis; CREATE EXTENSION IF NOT EXISTS pg_trgm"
+done
