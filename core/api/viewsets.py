@@ -1,8 +1,6 @@
 """Every API viewset starts here, so every endpoint goes through restrict()."""
 
-from django.db import transaction
-from django.utils.translation import gettext as _
-from rest_framework import serializers, viewsets
+from rest_framework import viewsets
 
 ACTION_FOR_METHOD = {
     "GET": "view",
@@ -18,8 +16,8 @@ ACTION_FOR_METHOD = {
 class RestrictedViewSetMixin:
     """Maps the HTTP method to an action in ``initial()`` and restricts the queryset with it.
 
-    Objects outside the user's scope for that action answer 404. After a write, ``check_in_scope``
-    re-checks inside the transaction that the row is (still) within the user's write scope."""
+    Objects outside the user's scope for that action answer 404. Writes go through services,
+    which re-check inside their transaction that the row lands within the user's scope."""
 
     scope_action = "view"
 
@@ -29,14 +27,6 @@ class RestrictedViewSetMixin:
 
     def get_queryset(self):
         return super().get_queryset().restrict(self.request.user, self.scope_action)
-
-    def check_in_scope(self, instance, field="non_field_errors", message=None):
-        model = type(instance)
-        if not model.objects.restrict(self.request.user, "change").filter(pk=instance.pk).exists():
-            transaction.set_rollback(True)
-            raise serializers.ValidationError(
-                {field: [message or "This change would put the record outside your scope."]}
-            )
 
 
 class RestrictedReadOnlyViewSet(RestrictedViewSetMixin, viewsets.ReadOnlyModelViewSet):
