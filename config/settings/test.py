@@ -12,3 +12,5 @@ REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 MEDIA_ROOT = env.path("MEDIA_ROOT", default="/tmp/gridcrm-test-media")
+# Parallel runs on one machine (several developers' helpers) each set their own name.
+DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME", default="test_gridcrm")}  # noqa: F405
