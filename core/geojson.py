@@ -4,7 +4,10 @@ PERFORMANCE.md: ST_AsGeoJSON(record) + string_agg is ~40 % faster than json_agg(
 and 2x faster than Python-built GeoJSON. The queryset (already restricted and filtered) decides
 the rows; ``.values()`` decides the properties; nothing else is fetched."""
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
+
+EMPTY = '{"type":"FeatureCollection","truncated":false,"count":0,"features":[]}'
 
 FEATURE_SQL = """
 SELECT count(*), coalesce(string_agg(f, ',') FILTER (WHERE rn <= %s), '')
@@ -20,7 +23,10 @@ def feature_collection(queryset, *, geom_column: str, fields: list[str], limit: 
 
     ``fields`` are the property columns (values() names); ``geom_column`` is the geometry column."""
     inner = queryset.order_by().values(*fields, geom_column)
-    sql, params = inner.query.sql_with_params()
+    try:
+        sql, params = inner.query.sql_with_params()
+    except EmptyResultSet:  # an empty scope (or .none()): nothing to ask the database
+        return EMPTY, 0, False
     with connection.cursor() as cursor:
         cursor.execute(FEATURE_SQL.format(inner=sql), (limit, geom_column, *params, limit + 1))
         n, features = cursor.fetchone()

@@ -1,17 +1,75 @@
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count
 from django.shortcuts import render
 
+from core.context_processors import request_memberships
 from crm.models import Merchant
-from grids.models import Grid
-from grids.selectors import active_memberships
+from grids.choices import BRANCH_ROLES, GRID_ROLES, SUB_BRANCH_ROLES
+from grids.models import Grid, SubBranch
 
 
 @login_required
 def home(request):
-    """The role's home page: what the user holds and how much is in it (all restricted)."""
+    """The role's home page: what the user holds and how much is in it.
+
+    Every count comes from ``restrict()``ed querysets, aggregated in the database: the page runs a
+    fixed number of queries whatever the size of the scope (see tests/test_pages.py)."""
+    user = request.user
+    memberships = request_memberships(request)
+    roles = {m.role for m in memberships}
+    grids = Grid.objects.restrict(user)
+    merchants = Merchant.objects.restrict(user)
+
+    # One query for every merchant figure on the page: counts per (grid, sub-branch).
+    merchants_by_grid: dict[int | None, int] = {}
+    merchants_by_sub_branch: dict[int | None, int] = {}
+    for row in merchants.values("grid_id", "grid__sub_branch_id").annotate(n=Count("id")).order_by():
+        merchants_by_grid[row["grid_id"]] = merchants_by_grid.get(row["grid_id"], 0) + row["n"]
+        sb = row["grid__sub_branch_id"]
+        merchants_by_sub_branch[sb] = merchants_by_sub_branch.get(sb, 0) + row["n"]
+    # One query for the grid figures: counts per sub-branch.
+    grids_by_sub_branch = dict(grids.values_list("sub_branch_id").annotate(n=Count("id")).order_by())
+
     context = {
-        "memberships": active_memberships(user=request.user),
-        "grid_count": Grid.objects.restrict(request.user).count(),
-        "merchant_count": Merchant.objects.restrict(request.user).count(),
+        "memberships": memberships,
+        "has_scope": user.is_superuser or bool(memberships),
+        "grid_count": sum(grids_by_sub_branch.values()),
+        "merchant_count": sum(merchants_by_sub_branch.values()),
+        "unassigned_merchant_count": merchants_by_grid.get(None, 0),
+        "sub_branch_rows": None,
+        "grid_rows": None,
+        "my_grids": None,
     }
+
+    if user.is_superuser or roles & set(BRANCH_ROLES):
+        # Regional head, mid-office, admin: one row per sub-branch in scope.
+        sub_branches = SubBranch.objects.restrict(user).select_related("branch").order_by("branch__code", "code")
+        rows = [
+            {
+                "sub_branch": sb,
+                "grid_count": grids_by_sub_branch.get(sb.pk, 0),
+                "merchant_count": merchants_by_sub_branch.get(sb.pk, 0),
+            }
+            for sb in sub_branches
+            if user.is_superuser or sb.branch_id in {m.branch_id for m in memberships}
+        ]
+        context["sub_branch_rows"] = rows
+        context["show_branch_column"] = len({r["sub_branch"].branch_id for r in rows}) > 1
+        context["sub_branch_count"] = len(rows)
+
+    managed = [m.sub_branch_id for m in memberships if m.role in SUB_BRANCH_ROLES]
+    if managed:
+        # Branch manager: one row per grid of their sub-branch(es).
+        context["grid_rows"] = [
+            {"grid": g, "merchant_count": merchants_by_grid.get(g.pk, 0)}
+            for g in grids.filter(sub_branch_id__in=managed).select_related("sub_branch").order_by("sub_branch", "code")
+        ]
+
+    held = [m.grid_id for m in memberships if m.role in GRID_ROLES]
+    if held:
+        # Grid leader, account manager: the grids they work, each with a way onto the map.
+        context["my_grids"] = [
+            {"grid": g, "merchant_count": merchants_by_grid.get(g.pk, 0)}
+            for g in grids.filter(pk__in=held).select_related("sub_branch").order_by("code")
+        ]
     return render(request, "crm/home.html", context)

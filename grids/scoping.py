@@ -173,7 +173,9 @@ def scope_q(model, user, action: str = VIEW, scope: UserScope | None = None) -> 
     scope = scope or resolve_scope(user, action)
     if scope.everything:
         return None
-    if scope.empty and not (scope.user_id and model.scope_path in ("merchant", "membership")):
+    if scope.empty and not (scope.user_id and model.scope_path == "merchant" and action == VIEW):
+        # No active membership: nothing (a leaver loses access), except merchants they still own
+        # that lie in no grid, so nothing is orphaned unseen.
         return Q(pk__in=[])
     return _RULES[model.scope_path](scope, action)
 
