@@ -167,6 +167,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # True crashes drf-spectacular's GIS extension (STACK-NOTES).
     "COMPONENT_SPLIT_REQUEST": False,
+    "ENUM_NAME_OVERRIDES": {
+        "GridKindEnum": "grids.choices.GridKind",
+        "GridStatusEnum": "grids.choices.GridStatus",
+        "PlaceKindEnum": "grids.choices.PlaceKind",
+        "MerchantStatusEnum": "crm.choices.MerchantStatus",
+        "RoleEnum": "grids.choices.Role",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
