@@ -78,7 +78,7 @@ class Merchant(models.Model):
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     objects = RestrictedManager()
-    scope_path = "merchant"
+    scope_path = "via_grid"
 
     class Meta:
         verbose_name = _("merchant")

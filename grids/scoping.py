@@ -8,7 +8,8 @@ Rules, from the user's *active* memberships (start <= today <= end, Asia/Shangha
   * regional head: everything in their branch; mid-office analyst: the same, read-only;
   * branch manager: everything in their sub-branch;
   * grid leader / account manager: everything in the grids they belong to;
-  * a merchant that lies in no grid is seen by its owner (and superusers) only.
+  * a merchant that lies in no grid is seen by superusers only (the nightly check moves strays
+    into their grid; an OR on the owner here would also stop PostgreSQL using the grid index).
 Org units themselves (branches, sub-branches) are changed by superusers only.
 
 A model opts in by declaring ``scope_path``: how its rows reach a grid (see ``_RULES``).
@@ -105,14 +106,6 @@ def _via_grid_rule(scope: UserScope, action: str) -> Q:
     return scope.grid_fk_q("grid_id")
 
 
-def _merchant_rule(scope: UserScope, action: str) -> Q:
-    q = scope.grid_fk_q("grid_id")
-    if action == VIEW and scope.user_id:
-        # A merchant outside every grid is not lost: its owner still sees it.
-        q |= Q(grid__isnull=True, owner_id=scope.user_id)
-    return q
-
-
 def _sub_branch_rule(scope: UserScope, action: str) -> Q:
     if action != VIEW:
         return Q(pk__in=[])
@@ -161,7 +154,6 @@ _RULES = {
     "reference": _reference_rule,
     "grid": _grid_rule,
     "via_grid": _via_grid_rule,
-    "merchant": _merchant_rule,
     "sub_branch": _sub_branch_rule,
     "branch": _branch_rule,
     "membership": _membership_rule,
@@ -173,9 +165,8 @@ def scope_q(model, user, action: str = VIEW, scope: UserScope | None = None) -> 
     scope = scope or resolve_scope(user, action)
     if scope.everything:
         return None
-    if scope.empty and not (scope.user_id and model.scope_path == "merchant" and action == VIEW):
-        # No active membership: nothing (a leaver loses access), except merchants they still own
-        # that lie in no grid, so nothing is orphaned unseen.
+    if scope.empty:
+        # No active membership: nothing (a leaver loses access at once).
         return Q(pk__in=[])
     return _RULES[model.scope_path](scope, action)
 

@@ -61,7 +61,7 @@ def wrong_check_char(body="91330106MA2KXXXX0"):
 
 @pytest.mark.parametrize(
     ("code", "reason"),
-    [("123", "18"), ("91330106MA2KXXXX0I", "not allowed"), (wrong_check_char(), "check")],
+    [("123", "18"), ("91330106MA2KXXXX0I", "不允许"), (wrong_check_char(), "校验码")],
 )
 def test_credit_code_is_validated(world, api_as, code, reason):
     payload = {"name": "x", "credit_code": code, "location": point_in(world.grid_a)}
