@@ -110,3 +110,15 @@ class TestMerchantEndpoint(MerchantChecks):
 
 class TestMerchantLayer(MerchantChecks):
     basename = "layer-merchant"
+
+
+def test_layer_cap_marks_truncation(world, merchants, api_as, settings):
+    import json
+
+    settings.MAP_LAYER_MAX_FEATURES = 3
+    MerchantFactory.create_batch(5, grid=world.grid_a, name='引号"和,{"type": "Feature"')
+    body = json.loads(api_as(world.am_a).get("/api/v1/layers/merchants/").content)
+    assert body["truncated"] is True and body["count"] == 3 and len(body["features"]) == 3
+    settings.MAP_LAYER_MAX_FEATURES = 6
+    body = json.loads(api_as(world.am_a).get("/api/v1/layers/merchants/").content)
+    assert body["truncated"] is False and body["count"] == 6 and len(body["features"]) == 6

@@ -1,0 +1,1 @@
+"""Benchmarks: each endpoint against the raw SQL that answers the same question (see README.md)."""

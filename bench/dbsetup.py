@@ -1,0 +1,68 @@
+"""The bench database: created once per scale as the app's role, migrated, loaded with seed_demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SERVER_URL = "postgis://gridcrm:gridcrm@127.0.0.1:5432/"
+
+
+def bench_db_name(scale: str) -> str:
+    return f"gridcrm_bench_{scale.lower()}"
+
+
+def database_url(db_name: str) -> str:
+    """The bench database's URL on the server of BENCH_DATABASE_URL (default: the local gridcrm role)."""
+    parts = urlsplit(os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER_URL))
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db_name}", "", ""))
+
+
+def ensure_database(db_name: str) -> bool:
+    """Create ``db_name`` owned by the connecting role if it is missing (template1 carries PostGIS and
+    pg_trgm). Returns True when it was created."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(database_url(db_name))
+    conninfo = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 5432,
+        "user": parts.username,
+        "password": parts.password,
+        "dbname": "postgres",
+    }
+    with psycopg.connect(**{k: v for k, v in conninfo.items() if v is not None}, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db_name]).fetchone():
+            return False
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db_name), sql.Identifier(parts.username))
+        )
+        return True
+
+
+def configure_django(db_name: str) -> None:
+    """Point Django at the bench database with the test settings (MD5 hasher, DEBUG off), and let
+    the test client's host through."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    os.environ["DATABASE_URL"] = database_url(db_name)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
+    hosts = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h]
+    os.environ["DJANGO_ALLOWED_HOSTS"] = ",".join(dict.fromkeys([*hosts, "testserver"]))
+    import django
+
+    django.setup()
+
+
+def migrate_and_load(scale: str, seed: int, log=print) -> None:
+    from django.core.management import call_command
+
+    log("migrate ...")
+    call_command("migrate", interactive=False, verbosity=0)
+    log(f"seed_demo --scale {scale} --seed {seed} --if-empty ...")
+    call_command("seed_demo", scale=scale, seed=seed, if_empty=True)
