@@ -36,9 +36,14 @@ def _position(pos, where: str) -> tuple[float, float]:
         )
     out = []
     for v in pos:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        try:
+            # float() of a JSON integer too big for a double raises OverflowError (was a 500).
+            num = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else math.nan
+        except OverflowError:
+            num = math.inf
+        if not math.isfinite(num):
             raise ValidationError(_("%(where)s: coordinates must be finite numbers.") % {"where": where})
-        out.append(float(v))
+        out.append(num)
     lon, lat = out
     if not (ext["lon_min"] <= lon <= ext["lon_max"] and ext["lat_min"] <= lat <= ext["lat_max"]):
         raise ValidationError(

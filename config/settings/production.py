@@ -1,10 +1,15 @@
 """Production. Every secret comes from the environment; there are no secret defaults."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
 from .base import env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")  # required: no default
+if not SECRET_KEY.strip():
+    # Django would start with it and fail only when something is signed; refuse at start instead.
+    raise ImproperlyConfigured("Set the DJANGO_SECRET_KEY environment variable (it is empty)")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)

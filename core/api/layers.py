@@ -19,7 +19,9 @@ class LayerViewSet(RestrictedViewSetMixin, viewsets.GenericViewSet):
     def get_layer_queryset(self, queryset):
         return queryset
 
-    @extend_schema(responses={(200, "application/geo+json"): OpenApiTypes.OBJECT})
+    # filters=True: the response is one object, so drf-spectacular would not document the
+    # filterset's query parameters (bbox, grid...) and clients and fuzzers would never send them.
+    @extend_schema(filters=True, responses={(200, "application/geo+json"): OpenApiTypes.OBJECT})
     def list(self, request, *args, **kwargs):
         qs = self.get_layer_queryset(self.filter_queryset(self.get_queryset()))
         text, _n, _truncated = feature_collection(
