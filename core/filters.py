@@ -27,3 +27,15 @@ class BBoxFilter(django_filters.Filter):
         if not value:
             return qs
         return qs.filter(**{f"{self.field_name}__bboverlaps": Polygon.from_bbox(value)})
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A foreign key filtered by id without checking the id exists: a "not a valid choice" error
+    would tell a user which ids exist outside their scope; an unknown id just matches nothing."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)

@@ -89,7 +89,7 @@ def parse_geojson_geometry(data, allowed_types: Sequence[str]):
     coords = data.get("coordinates")
     counter = [0]
     if gtype == "Point":
-        geom = Point(*_position(coords, "coordinates"), srid=4326)
+        geom = Point(*_position(coords, "coordinates"), srid=srid(settings.STORAGE_SRID))
     elif gtype == "Polygon":
         geom = _polygon(coords, "coordinates", counter)
     elif gtype == "MultiPolygon":
@@ -119,4 +119,7 @@ def parse_bbox(value: str) -> tuple[float, float, float, float]:
         raise ValidationError(_("bbox minimum must be below its maximum."))
     ext = settings.GEO_EXTENT
     # Clamp to China's extent rather than refuse: a zoomed-out map legitimately asks for more.
-    return (max(x0, ext["lon_min"]), max(y0, ext["lat_min"]), min(x1, ext["lon_max"]), min(y1, ext["lat_max"]))
+    box = (max(x0, ext["lon_min"]), max(y0, ext["lat_min"]), min(x1, ext["lon_max"]), min(y1, ext["lat_max"]))
+    if box[0] >= box[2] or box[1] >= box[3]:
+        raise ValidationError(_("bbox lies entirely outside China (longitude 73–136, latitude 3–54)."))
+    return box

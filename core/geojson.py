@@ -39,7 +39,7 @@ def feature_collection(queryset, *, geom_column: str, fields: list[str], limit: 
         n, features = cursor.fetchone()
     truncated = n > limit
     if truncated:
-        features = features[: features.rindex(FEATURE_START)]
+        features = features[: features.rindex(FEATURE_START)] if limit else b""
     count = min(n, limit)
     head = b'{"type":"FeatureCollection","truncated":%s,"count":%d,"features":[' % (
         b"true" if truncated else b"false",

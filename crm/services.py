@@ -58,7 +58,7 @@ def merchants_assign_to_grids(*, merchants: RestrictedQuerySet | None = None) ->
         sub_sql, params = merchants.order_by().values("id").query.sql_with_params()
         where = f"WHERE m2.id IN ({sub_sql})"
     sql = f"""
-        UPDATE crm_merchant m SET grid_id = t.new_grid
+        UPDATE crm_merchant m SET grid_id = t.new_grid, updated_at = now()
         FROM (SELECT m2.id, {GRID_OF_LOCATION_SQL.format(loc="m2.location")} AS new_grid
               FROM crm_merchant m2 {where}) t
         WHERE m.id = t.id AND m.grid_id IS DISTINCT FROM t.new_grid
@@ -80,7 +80,7 @@ def merchants_fix_stray_grids() -> GridCheckRun:
                     SELECT m.id, m.grid_id AS old_grid, {GRID_OF_LOCATION_SQL.format(loc="m.location")} AS new_grid
                     FROM crm_merchant m
                 ), moved AS (
-                    UPDATE crm_merchant m SET grid_id = t.new_grid
+                    UPDATE crm_merchant m SET grid_id = t.new_grid, updated_at = now()
                     FROM target t
                     WHERE m.id = t.id AND t.old_grid IS DISTINCT FROM t.new_grid
                     RETURNING m.id, t.old_grid, t.new_grid

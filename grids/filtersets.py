@@ -1,10 +1,12 @@
 import django_filters
 
-from core.filters import BBoxFilter
+from core.filters import BBoxFilter, IdFilter
 from grids.models import Grid, Membership, Place, SubBranch
 
 
 class SubBranchFilterSet(django_filters.FilterSet):
+    branch = IdFilter(field_name="branch_id")
+
     class Meta:
         model = SubBranch
         fields = ["branch"]
@@ -13,6 +15,7 @@ class SubBranchFilterSet(django_filters.FilterSet):
 class GridFilterSet(django_filters.FilterSet):
     bbox = BBoxFilter(field_name="geom")
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    sub_branch = IdFilter(field_name="sub_branch_id")
 
     class Meta:
         model = Grid
@@ -22,6 +25,7 @@ class GridFilterSet(django_filters.FilterSet):
 class PlaceFilterSet(django_filters.FilterSet):
     bbox = BBoxFilter(field_name="geom")
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+    grid = IdFilter(field_name="grid_id")
 
     class Meta:
         model = Place
@@ -29,6 +33,11 @@ class PlaceFilterSet(django_filters.FilterSet):
 
 
 class MembershipFilterSet(django_filters.FilterSet):
+    user = IdFilter(field_name="user_id")
+    grid = IdFilter(field_name="grid_id")
+    sub_branch = IdFilter(field_name="sub_branch_id")
+    branch = IdFilter(field_name="branch_id")
+
     class Meta:
         model = Membership
         fields = ["user", "role", "grid", "sub_branch", "branch"]

@@ -58,7 +58,7 @@ ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 AUTH_USER_MODEL = "grids.User"
 # Database sessions that ignore malformed cookies (a NUL byte in sessionid was a 500).
-SESSION_ENGINE = "core.api.sessions"
+SESSION_ENGINE = "core.sessions"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
