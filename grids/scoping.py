@@ -98,15 +98,15 @@ def resolve_scope(user, action: str = VIEW) -> UserScope:
 # -- Per-model rules: how a row reaches the grids of a scope ----------------------------------
 
 
-def _grid_rule(scope: UserScope, action: str) -> Q:
+def _grid_rule(scope: UserScope, action: str, model=None) -> Q:
     return scope.grid_q()
 
 
-def _via_grid_rule(scope: UserScope, action: str) -> Q:
+def _via_grid_rule(scope: UserScope, action: str, model=None) -> Q:
     return scope.grid_fk_q("grid_id")
 
 
-def _sub_branch_rule(scope: UserScope, action: str) -> Q:
+def _sub_branch_rule(scope: UserScope, action: str, model=None) -> Q:
     if action != VIEW:
         return Q(pk__in=[])
     Grid = apps.get_model("grids", "Grid")
@@ -117,7 +117,7 @@ def _sub_branch_rule(scope: UserScope, action: str) -> Q:
     )
 
 
-def _branch_rule(scope: UserScope, action: str) -> Q:
+def _branch_rule(scope: UserScope, action: str, model=None) -> Q:
     if action != VIEW:
         return Q(pk__in=[])
     SubBranch = apps.get_model("grids", "SubBranch")
@@ -129,7 +129,7 @@ def _branch_rule(scope: UserScope, action: str) -> Q:
     )
 
 
-def _membership_rule(scope: UserScope, action: str) -> Q:
+def _membership_rule(scope: UserScope, action: str, model=None) -> Q:
     if action != VIEW:
         # Team changes are a territory matter: branch managers and regional heads change the
         # grid memberships inside their units; grid members do not change their own team.
@@ -145,12 +145,52 @@ def _membership_rule(scope: UserScope, action: str) -> Q:
     )
 
 
-def _reference_rule(scope: UserScope, action: str) -> Q:
+def _reference_rule(scope: UserScope, action: str, model=None) -> Q:
     # Reference lists (industries): readable by anyone who holds a scope, changed by superusers.
     return Q() if action == VIEW else Q(pk__in=[])
 
 
+def _via_merchant_rule(scope: UserScope, action: str, model=None) -> Q:
+    # Rows about a merchant follow the merchant's *current* grid: history moves with the merchant.
+    field = getattr(model, "scope_merchant_field", "merchant")
+    return scope.grid_fk_q(f"{field}__grid_id")
+
+
+def _activity_rule(scope: UserScope, action: str, model=None) -> Q:
+    # Visits and calls follow their merchant; an event (no single merchant) belongs to its grid.
+    return scope.grid_fk_q("merchant__grid_id") | (Q(merchant__isnull=True) & scope.grid_fk_q("grid_id"))
+
+
+def _task_rule(scope: UserScope, action: str, model=None) -> Q:
+    return scope.grid_fk_q("merchant__grid_id") | Q(merchant__isnull=True, owner_id=scope.user_id)
+
+
+def _person_rule(scope: UserScope, action: str, model=None) -> Q:
+    MerchantPerson = apps.get_model("crm", "MerchantPerson")
+    linked = MerchantPerson.objects.filter(scope.grid_fk_q("merchant__grid_id")).values("person_id")
+    return Q(pk__in=linked)
+
+
+def _own_rule(scope: UserScope, action: str, model=None) -> Q:
+    return Q(user_id=scope.user_id)
+
+
+def _handover_rule(scope: UserScope, action: str, model=None) -> Q:
+    return Q(by_id=scope.user_id)
+
+
+def _superuser_rule(scope: UserScope, action: str, model=None) -> Q:
+    return Q(pk__in=[])
+
+
 _RULES = {
+    "via_merchant": _via_merchant_rule,
+    "activity": _activity_rule,
+    "task": _task_rule,
+    "person": _person_rule,
+    "own": _own_rule,
+    "handover": _handover_rule,
+    "superuser": _superuser_rule,
     "reference": _reference_rule,
     "grid": _grid_rule,
     "via_grid": _via_grid_rule,
@@ -168,7 +208,7 @@ def scope_q(model, user, action: str = VIEW, scope: UserScope | None = None) -> 
     if scope.empty:
         # No active membership: nothing (a leaver loses access at once).
         return Q(pk__in=[])
-    return _RULES[model.scope_path](scope, action)
+    return _RULES[model.scope_path](scope, action, model)
 
 
 class RestrictedQuerySet(models.QuerySet):

@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.gis",
+    "django.contrib.postgres",
     "rest_framework",
     "rest_framework.authtoken",
     "rest_framework_gis",
@@ -123,6 +124,17 @@ GEO_EXTENT = {"lon_min": 73.0, "lon_max": 136.0, "lat_min": 3.0, "lat_max": 54.0
 GEO_MAX_VERTICES = 5000
 # A map layer never returns more features than this; beyond it the client zooms in or clusters.
 MAP_LAYER_MAX_FEATURES = env.int("MAP_LAYER_MAX_FEATURES", default=5000)
+
+# Visit check-in: flagged when farther than this from the merchant, or when the device's accuracy
+# is worse than this (metres, computed on geography in the database).
+CHECKIN_RADIUS_M = env.int("CHECKIN_RADIUS_M", default=200)
+CHECKIN_MAX_ACCURACY_M = env.int("CHECKIN_MAX_ACCURACY_M", default=100)
+# Photos: accepted types and size; files go through Django's storage API (MEDIA_ROOT here).
+PHOTO_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
+PHOTO_MAX_BYTES = env.int("PHOTO_MAX_BYTES", default=10 * 1024 * 1024)
+# Duplicate candidates: name similarity (pg_trgm) threshold and search radius.
+DUPLICATE_NAME_SIMILARITY = 0.4
+DUPLICATE_RADIUS_M = 500
 
 # Base map. Bank intranets run their own tile servers; empty = plain background, no tiles.
 MAP_TILE_URL = env("MAP_TILE_URL", default="")

@@ -3,7 +3,7 @@
 import pghistory
 from django.conf import settings
 from django.contrib.gis.db import models
-from django.contrib.postgres.indexes import GistIndex
+from django.contrib.postgres.indexes import GinIndex, GistIndex
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
@@ -87,6 +87,8 @@ class Merchant(models.Model):
         indexes = [
             # Map viewports (bbox) and grid assignment.
             GistIndex(fields=["location"], name="merchant_location_gist"),
+            # Duplicate candidates by name similarity (pg_trgm %).
+            GinIndex(fields=["name"], name="merchant_name_trgm", opclasses=["gin_trgm_ops"]),
         ]
         constraints = [
             models.UniqueConstraint(
