@@ -39,7 +39,7 @@ setup: system db venv messages
 
 ## The two commands -------------------------------------------------------------------------
 run: setup         ## set up, load demo data once, start web + Celery worker + beat
-	$(BIN)/python manage.py seed_demo --scale $(SCALE) --seed $(SEED) --if-empty
+	$(BIN)/python manage.py seed_demo --scale $(SCALE) --seed $(SEED) --fill
 	@scripts/run.sh
 
 test:              ## the whole suite against real PostGIS, Redis and Chromium

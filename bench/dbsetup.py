@@ -1,4 +1,4 @@
-"""The bench database: created once per scale as the app's role, migrated, loaded with seed_demo."""
+"""The bench database: created once per scale as the app's role, migrated, loaded with seed_demo --fill."""
 
 from __future__ import annotations
 
@@ -60,9 +60,12 @@ def configure_django(db_name: str) -> None:
 
 
 def migrate_and_load(scale: str, seed: int, log=print) -> None:
+    """Migrate, then ``seed_demo --fill``: everything on a new database; on one loaded before the
+    account steps existed (people, leads, activities, tasks ...), only the steps whose table is
+    empty; nothing when all are loaded."""
     from django.core.management import call_command
 
     log("migrate ...")
     call_command("migrate", interactive=False, verbosity=0)
-    log(f"seed_demo --scale {scale} --seed {seed} --if-empty ...")
-    call_command("seed_demo", scale=scale, seed=seed, if_empty=True)
+    log(f"seed_demo --scale {scale} --seed {seed} --fill ...")
+    call_command("seed_demo", scale=scale, seed=seed, fill=True)

@@ -3,6 +3,10 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from crm.api.activities import ActivityViewSet, PhotoViewSet, TaskViewSet
+from crm.api.funnel import FunnelReportViewSet, LeadStageChangeViewSet, LeadViewSet
+from crm.api.people import PersonViewSet
+from crm.api.tasks_api import HandoverViewSet, NotificationViewSet
 from crm.api.views import IndustryViewSet, MerchantLayerViewSet, MerchantViewSet
 from grids.api.views import (
     BranchViewSet,
@@ -23,6 +27,17 @@ router.register("places", PlaceViewSet, basename="place")
 router.register("memberships", MembershipViewSet, basename="membership")
 router.register("industries", IndustryViewSet, basename="industry")
 router.register("merchants", MerchantViewSet, basename="merchant")
+router.register("people", PersonViewSet, basename="person")
+# The funnel (issue 4): stage moves only through POST leads/{id}/advance/.
+router.register("leads", LeadViewSet, basename="lead")
+router.register("stage-changes", LeadStageChangeViewSet, basename="stagechange")
+router.register("activities", ActivityViewSet, basename="activity")
+router.register("photos", PhotoViewSet, basename="photo")
+router.register("tasks", TaskViewSet, basename="task")
+router.register("reports/funnel", FunnelReportViewSet, basename="report-funnel")
+# Reminders (own only) and handovers 管户移交 (issue 4).
+router.register("notifications", NotificationViewSet, basename="notification")
+router.register("handovers", HandoverViewSet, basename="handover")
 # Map layers: lean GeoJSON built in SQL, separate from the detail serializers.
 router.register("layers/grids", GridLayerViewSet, basename="layer-grid")
 router.register("layers/places", PlaceLayerViewSet, basename="layer-place")

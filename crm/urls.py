@@ -1,7 +1,14 @@
 from django.urls import path
 
-from crm import views
+from crm import views, views_handover, views_merchant, views_notifications
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("merchants/", views_merchant.merchant_list, name="merchant-list"),
+    path("merchants/<int:pk>/", views_merchant.merchant_detail, name="merchant-detail"),
+    path("notifications/", views_notifications.notifications_page, name="notifications"),
+    path("notifications/read-all/", views_notifications.notifications_read_all, name="notifications-read-all"),
+    path("notifications/<int:pk>/read/", views_notifications.notification_read, name="notification-read"),
+    path("handover/", views_handover.handover_page, name="handover"),
+    path("handover/<int:pk>/", views_handover.handover_result, name="handover-result"),
 ]

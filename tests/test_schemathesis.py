@@ -38,7 +38,7 @@ ROLES = {
 }
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "15"))
 SEED = os.environ.get("SCHEMATHESIS_SEED", "20250101")
-TIME_LIMIT = int(os.environ.get("SCHEMATHESIS_TIME_LIMIT", "150"))  # seconds per role, a hard stop
+TIME_LIMIT = int(os.environ.get("SCHEMATHESIS_TIME_LIMIT", "480"))  # seconds per role, a hard stop
 
 
 @pytest.fixture(autouse=True)

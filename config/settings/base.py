@@ -211,6 +211,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "crm.tasks.check_merchant_grids",
         "schedule": crontab(hour=2, minute=30),
     },
+    # Follow-up reminders: rows with a unique key, so a late or doubled run notifies nobody twice.
+    # A scan not picked up within the minute is dropped: the next one covers it.
+    "scan-due-tasks-every-minute": {
+        "task": "crm.tasks.scan_due_tasks",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 55},
+    },
+    "requeue-unsent-notifications": {
+        "task": "crm.tasks.requeue_unsent_notifications",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 600},
+    },
 }
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

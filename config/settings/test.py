@@ -7,6 +7,9 @@ DEBUG = False
 # PBKDF2 costs ~0.8 s per check on these machines; tests do not test the hasher.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# A worker subprocess cannot share locmem's outbox: worker tests pass a file-based backend.
+EMAIL_BACKEND = env("TEST_EMAIL_BACKEND", default=EMAIL_BACKEND)
+EMAIL_FILE_PATH = env("TEST_EMAIL_FILE_PATH", default="/tmp/gridcrm-test-mail")
 # A separate Redis database so a test run never eats the demo's queue.
 REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL

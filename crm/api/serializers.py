@@ -1,4 +1,6 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.fields import BriefField, StrictGeometryField
@@ -19,6 +21,13 @@ class MerchantSerializer(serializers.ModelSerializer):
     industry = serializers.PrimaryKeyRelatedField(queryset=Industry.objects.all(), required=False, allow_null=True)
     place = serializers.PrimaryKeyRelatedField(queryset=Place.objects.none(), required=False, allow_null=True)
     owner = serializers.PrimaryKeyRelatedField(queryset=User.objects.none(), required=False, allow_null=True)
+    # Creating: duplicate candidates answer 409 unless the user has seen them and confirms.
+    confirm_not_duplicate = serializers.BooleanField(
+        write_only=True,
+        required=False,
+        default=False,
+        help_text=_("Set to true after reviewing the duplicate candidates a 409 answer listed."),
+    )
 
     class Meta:
         model = Merchant
@@ -35,6 +44,7 @@ class MerchantSerializer(serializers.ModelSerializer):
             "status",
             "created_at",
             "updated_at",
+            "confirm_not_duplicate",
         ]
         read_only_fields = ["grid", "created_at", "updated_at"]
 
@@ -50,6 +60,7 @@ class MerchantSerializer(serializers.ModelSerializer):
         return value or None
 
     def _save(self, merchant, validated_data):
+        validated_data.pop("confirm_not_duplicate", None)
         try:
             return merchant_save(merchant=merchant, by=self.context["request"].user, fields=validated_data)
         except DjangoValidationError as exc:
@@ -60,3 +71,37 @@ class MerchantSerializer(serializers.ModelSerializer):
 
     def update(self, instance, validated_data):
         return self._save(instance, validated_data)
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "A GeoJSON Point in WGS 84.",
+        "properties": {
+            "type": {"type": "string", "enum": ["Point"]},
+            "coordinates": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        },
+        "required": ["type", "coordinates"],
+    }
+)
+class PointInputField(StrictGeometryField):
+    """A GeoJSON point on a plain serializer (drf-gis documents geometry on model serializers only)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(geom_types=("Point",), **kwargs)
+
+
+class DuplicateCheckSerializer(serializers.Serializer):
+    """What a merchant about to be created looks like (POST body of merchants/duplicates/)."""
+
+    name = serializers.CharField(max_length=200)
+    credit_code = serializers.CharField(max_length=18, required=False, allow_blank=True, allow_null=True)
+    phone = serializers.CharField(max_length=20, required=False, allow_blank=True, allow_null=True)
+    location = PointInputField(required=False, allow_null=True)
+    exclude = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False, allow_null=True)
+
+
+class MergeSerializer(serializers.Serializer):
+    """POST body of merchants/<id>/merge/: the merchant merged into this one (and closed)."""
+
+    drop = serializers.IntegerField(min_value=1, max_value=2**63 - 1)

@@ -1,8 +1,23 @@
+from django.db import transaction
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+
 from core.api.layers import LayerViewSet
 from core.api.viewsets import RestrictedModelViewSet, RestrictedReadOnlyViewSet
-from crm.api.serializers import IndustrySerializer, MerchantSerializer
+from crm.api.serializers import DuplicateCheckSerializer, IndustrySerializer, MerchantSerializer, MergeSerializer
 from crm.filtersets import MerchantFilterSet
 from crm.models import Industry, Merchant
+from crm.selectors.profile import merchant_profile
+from crm.selectors.relations import related_merchants
+from crm.selectors.timeline import merchant_timeline, parse_limit
+from crm.services.duplicates import merchant_duplicate_candidates
+from crm.services.merge import merchants_merge
+from grids.scoping import resolve_scope
 
 
 class IndustryViewSet(RestrictedReadOnlyViewSet):
@@ -11,12 +26,165 @@ class IndustryViewSet(RestrictedReadOnlyViewSet):
     pagination_class = None
 
 
+class _Duplicates(Exception):
+    """Raised inside the create transaction to roll it back and answer 409."""
+
+    def __init__(self, found: dict):
+        self.found = found
+
+
+def _has_candidates(found: dict) -> bool:
+    return bool(found["candidates"] or found["hidden"])
+
+
 class MerchantViewSet(RestrictedModelViewSet):
+    """Merchants, and the merchant 360 view: ``profile``, ``timeline``, ``related``; duplicate
+    candidates before a create (``duplicates``) and ``merge``. Every action starts from a restricted
+    queryset: a merchant outside the user's scope answers 404 on all of them."""
+
     queryset = Merchant.objects.select_related("grid")
     serializer_class = MerchantSerializer
     filterset_class = MerchantFilterSet
     # No hard delete: a merchant that is gone is marked "closed" (its history stays).
     http_method_names = ["get", "post", "put", "patch", "head", "options"]
+
+    # Actions whose HTTP method does not say what they do to the merchant in the URL.
+    ACTION_SCOPE = {"merge": "change", "duplicates": "view"}
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.scope_action = self.ACTION_SCOPE.get(self.action, self.scope_action)
+
+    def get_queryset(self):
+        qs = super().get_queryset()
+        if self.action in ("profile", "timeline", "related"):
+            qs = qs.select_related("grid__sub_branch", "owner", "industry", "place")
+        return qs
+
+    # -- Create with duplicate check ----------------------------------------------------------------
+
+    @extend_schema(
+        responses={
+            201: MerchantSerializer,
+            409: OpenApiResponse(OpenApiTypes.OBJECT, description="Duplicate candidates: review, then confirm."),
+        }
+    )
+    def create(self, request, *args, **kwargs):
+        """Create a merchant. When duplicate candidates exist (credit code, name nearby) and the
+        body lacks ``"confirm_not_duplicate": true``, nothing is saved and the answer is 409 with
+        the candidates; a candidate with the same credit code makes it a 400 on ``credit_code``
+        (the code is unique) with the candidates under ``duplicates``."""
+        serializer = self.get_serializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+            confirmed = serializer.validated_data.get("confirm_not_duplicate", False)
+            with transaction.atomic():
+                # Saved first so that every other error (scope, owner, validation) comes first.
+                merchant = serializer.save()
+                if not confirmed:
+                    found = self._candidates(serializer.validated_data, merchant)
+                    if _has_candidates(found):
+                        raise _Duplicates(found)
+        except _Duplicates as exc:
+            return Response(
+                {
+                    "detail": _("Possible duplicates found. Review them, then confirm to create anyway."),
+                    "duplicates": exc.found,
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        except serializers.ValidationError as exc:
+            code = request.data.get("credit_code") if isinstance(request.data, dict) else None
+            if isinstance(exc.detail, dict) and "credit_code" in exc.detail and isinstance(code, str):
+                # The code is taken (or mistyped): show who holds it, within scope rules.
+                found = self._candidates({"credit_code": code[:18]}, None)
+                if _has_candidates(found):
+                    exc.detail["duplicates"] = found
+            raise
+        headers = self.get_success_headers(serializer.data)
+        return Response(serializer.data, status=status.HTTP_201_CREATED, headers=headers)
+
+    def _candidates(self, data: dict, merchant) -> dict:
+        return merchant_duplicate_candidates(
+            name=data.get("name", ""),
+            credit_code=data.get("credit_code"),
+            location=data.get("location"),
+            exclude_id=merchant.pk if merchant is not None else None,
+            user=self.request.user,
+        )
+
+    @extend_schema(request=DuplicateCheckSerializer, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=False, methods=["post"])
+    def duplicates(self, request):
+        """Duplicate candidates for a merchant about to be created: by credit code, by phone (of a
+        linked person), by similar name within DUPLICATE_RADIUS_M of ``location``. A POST, so a
+        phone number never appears in a URL. Candidates outside your scope are only said to exist."""
+        if resolve_scope(request.user, "view").empty:
+            raise PermissionDenied(_("You do not hold a scope yet."))
+        body = DuplicateCheckSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        found = merchant_duplicate_candidates(
+            name=data["name"],
+            credit_code=data.get("credit_code"),
+            phone=data.get("phone"),
+            location=data.get("location"),
+            exclude_id=data.get("exclude"),
+            user=request.user,
+        )
+        return Response(found)
+
+    # -- Merchant 360 -------------------------------------------------------------------------------
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def profile(self, request, pk=None):
+        """Profile, people (phones masked), products held, open leads with their funnel position,
+        and relation counts."""
+        merchant = self.get_object()
+        return Response(merchant_profile(merchant=merchant, user=request.user))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("before", str, description="Cursor: the next_before of the previous page."),
+            OpenApiParameter("limit", int, description="Items per page (1-100, default 30)."),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["get"])
+    def timeline(self, request, pk=None):
+        """Everything that happened to the merchant, newest first: activities (with check-in and
+        photos), lead stage changes, ownership changes and edits (and the history of merchants
+        merged into it). Paged by time: pass ``next_before`` back as ``before``."""
+        merchant = self.get_object()
+        limit = parse_limit(request.query_params.get("limit"))
+        before = request.query_params.get("before") or None
+        return Response(merchant_timeline(merchant=merchant, user=request.user, before=before, limit=limit))
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def related(self, request, pk=None):
+        """Related merchants (supply chain, guarantee, affiliation, shared key people, family one
+        hop). Those outside your scope are only counted (``hidden_count``)."""
+        merchant = self.get_object()
+        found = related_merchants(merchant=merchant, user=request.user)
+        return Response({"visible": found["visible"], "hidden_count": found["hidden_count"]})
+
+    @extend_schema(request=MergeSerializer, responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"])
+    def merge(self, request, pk=None):
+        """Merge merchant ``drop`` into this one: everything of ``drop`` moves here and ``drop`` is
+        closed. Both must be in your change scope."""
+        keep = self.get_object()
+        body = MergeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        drop = Merchant.objects.restrict(request.user, "change").filter(pk=body.validated_data["drop"]).first()
+        if drop is None:
+            # The same answer for "does not exist" and "not yours": nothing about other scopes leaks.
+            raise serializers.ValidationError({"drop": [_("Merchant not found.")]})
+        result = merchants_merge(keep=keep, drop=drop, by=request.user)
+        keep.refresh_from_db()
+        return Response({**result, "merchant": MerchantSerializer(keep, context=self.get_serializer_context()).data})
 
 
 class MerchantLayerViewSet(LayerViewSet):

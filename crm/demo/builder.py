@@ -8,11 +8,18 @@
   people     demo logins, branch managers, grid leaders, account managers and their memberships
   merchants  COPY into a temp table, one INSERT ... SELECT that sets grid (GRID_OF_LOCATION_SQL)
              and owner (an account manager of that grid)
+  persons, relations, products, leads, activities, tasks
+             the accounts around the merchants (issue 4): see ``crm.demo.accounts``
   finish     ANALYZE
 
 Deterministic: every step draws from its own generator seeded with (seed, step name), so adding a
 step later (activities, leads) leaves the earlier steps' data unchanged. Geometry is computed by
 PostGIS from the seeded points, so the same seed gives the same rows on the same PostGIS build.
+The account steps date their rows relative to today (the last 12 months), so they repeat exactly
+within a day.
+
+``load_demo(fill=True)`` (``seed_demo --fill``) runs only the account steps whose table is still
+empty, on a database whose city and merchants were loaded before those steps existed.
 
 Audit triggers (django-pghistory) are disabled on the loaded tables for the load (it is an
 initial load, not an edit) and re-enabled in the same transaction.
@@ -25,25 +32,34 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from faker import Faker
 
 from crm.demo import names as N
+from crm.demo.accounts import ACCOUNT_STEPS, ACCOUNT_TABLES, AccountSteps
+from crm.demo.common import (
+    KM_PER_DEG_LAT,
+    KM_PER_DEG_LON,
+    _audit_triggers,
+    _bulk_load,
+    _copy,
+    _execute,
+    _fetchall,
+    _temp_table,
+    table_is_empty,
+)
 from crm.validators import CREDIT_CODE_ALPHABET, CREDIT_CODE_WEIGHTS, credit_code_check_char
 
 DEMO_PASSWORD = "demo1234"
 REGION = (120.0, 30.1, 120.4, 30.45)  # lon_min, lat_min, lon_max, lat_max
 REGION_SQL = "ST_MakeEnvelope(120.0, 30.1, 120.4, 30.45, 4326)"
-KM_PER_DEG_LAT = 110.57
-KM_PER_DEG_LON = 111.32 * math.cos(math.radians(N.DOWNTOWN[1]))
 DATE_FROM, DATE_TO = dt.date(2024, 1, 1), dt.date(2025, 12, 31)
 
 
@@ -191,79 +207,6 @@ def credit_codes(rng: np.random.Generator, kinds: np.ndarray) -> list[str]:
     return codes
 
 
-# -- Database helpers --------------------------------------------------------------------------
-
-
-def _execute(sql: str, params: Iterable | None = None):
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-
-
-def _fetchall(sql: str, params: Iterable | None = None) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def _copy(table: str, columns: list[str], rows: Iterable[tuple]) -> None:
-    """COPY ``rows`` into ``table`` on Django's own connection (so inside its transaction)."""
-    connection.ensure_connection()
-    with connection.connection.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
-        for row in rows:
-            cp.write_row(row)
-
-
-def _temp_table(name: str, columns: str) -> None:
-    _execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
-    _execute(f"CREATE TEMP TABLE {name} ({columns})")
-
-
-@contextmanager
-def _bulk_load(table: str):
-    """Load an *empty* table the way the PostgreSQL manual advises ("Populating a Database"): drop
-    its secondary indexes and foreign keys, load, then re-create them with their exact names and
-    definitions (read from the catalog) and validate the keys in one pass each. Must run inside
-    a transaction, so a failure leaves the table as it was. A non-empty table is loaded as is."""
-    if _fetchall(f"SELECT EXISTS (SELECT 1 FROM {table})")[0][0]:
-        yield
-        return
-    indexes = _fetchall(
-        """
-        SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = %s::regclass AND NOT i.indisprimary
-          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
-        """,
-        [table],
-    )
-    fkeys = _fetchall(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
-        [table],
-    )
-    for name, _def in fkeys:
-        _execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    for name, _def in indexes:
-        _execute(f'DROP INDEX "{name}"')
-    yield
-    for _name, definition in indexes:
-        _execute(definition)
-    for name, definition in fkeys:
-        _execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-
-
-def _audit_triggers(models) -> list[tuple[str, str]]:
-    """(table, trigger name) of the django-pghistory event triggers on ``models``."""
-    import pghistory.trigger
-    import pgtrigger
-
-    wanted = {m._meta.label for m in models}
-    return [
-        (m._meta.db_table, t.get_pgid(m))
-        for m, t in pgtrigger.registered()
-        if m._meta.label in wanted and isinstance(t, pghistory.trigger.Event)
-    ]
-
-
 # Reference lists seeded by migrations survive --reset. A model opts in by declaring
 # scope_path = "reference" (as crm.Industry does) or by being listed here.
 KEEP_ON_RESET = {"crm.Industry"}
@@ -303,10 +246,12 @@ class Summary:
     timings: dict = field(default_factory=dict)
     elapsed: float = 0.0
     skipped: bool = False
+    steps: list = field(default_factory=list)
 
 
-class DemoBuilder:
-    STEPS = ("org", "grids", "places", "people", "merchants", "finish")
+class DemoBuilder(AccountSteps):
+    BASE_STEPS = ("org", "grids", "places", "people", "merchants")
+    STEPS = (*BASE_STEPS, *ACCOUNT_STEPS, "finish")
 
     def __init__(self, scale: Scale, seed: int, log: Callable[[str], None] = print):
         self.scale = scale
@@ -328,12 +273,17 @@ class DemoBuilder:
         fake.seed_instance(f"{self.seed}-{step}")
         return fake
 
-    def run(self) -> Summary:
-        from crm.models import Merchant
+    def run(self, steps: Iterable[str] | None = None) -> Summary:
+        from crm.models import Activity, Lead, Merchant
         from grids.models import Grid, Membership
 
+        steps = tuple(steps or self.STEPS)
+        unknown = set(steps) - set(self.STEPS)
+        if unknown:
+            raise ValueError(f"unknown steps: {sorted(unknown)}")
+        self.summary.steps = list(steps)
         t0 = time.perf_counter()
-        triggers = _audit_triggers([Grid, Membership, Merchant])
+        triggers = _audit_triggers([Grid, Membership, Merchant, Lead, Activity])
         with transaction.atomic():
             _execute("SET LOCAL work_mem = '256MB'")
             _execute("SET LOCAL maintenance_work_mem = '512MB'")
@@ -343,7 +293,7 @@ class DemoBuilder:
             _execute("SET CONSTRAINTS ALL IMMEDIATE")
             for table, trig in triggers:
                 _execute(f'ALTER TABLE {table} DISABLE TRIGGER "{trig}"')
-            for step in self.STEPS:
+            for step in steps:
                 ts = time.perf_counter()
                 getattr(self, f"step_{step}")()
                 self.summary.timings[step] = round(time.perf_counter() - ts, 2)
@@ -829,6 +779,8 @@ class DemoBuilder:
             _execute(f"ANALYZE {table}")
         _execute("ANALYZE grids_membership")
         _execute("ANALYZE crm_merchant")
+        for table in ACCOUNT_TABLES:
+            _execute(f"ANALYZE {table}")
         for name in ("demo_area_pts", "demo_area_parent", "demo_area_parent2", "demo_area_parent3"):
             _execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
         for name in ("demo_branch_area", "demo_sb_area", "demo_grid_cell", "demo_seed"):
@@ -886,11 +838,16 @@ def load_demo(
     seed: int = 1,
     reset: bool = False,
     if_empty: bool = False,
+    fill: bool = False,
     overrides: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> Summary:
-    """Load the demo city. ``if_empty``: skip when a branch exists. Otherwise existing data is an
-    error unless ``reset`` (which empties the domain tables first, in the same transaction)."""
+    """Load the demo city. ``if_empty``: skip when a branch exists. ``fill``: on an empty database
+    load everything; on a loaded one run only the account steps (persons ... tasks) whose table is
+    still empty, reading the merchants, grids and staff already there (use the seed the database
+    was loaded with). Otherwise existing data is an error unless ``reset`` (which empties the
+    domain tables first, in the same transaction)."""
+    from crm.models import Merchant
     from grids.models import Branch
 
     spec = SCALES[scale]
@@ -899,13 +856,28 @@ def load_demo(
     if if_empty and Branch.objects.exists():
         return Summary(scale, seed, skipped=True)
     with transaction.atomic():
+        steps = None
         if has_data():
-            if not reset:
+            if fill and not reset:
+                if not Merchant.objects.exists():
+                    raise DemoDataExists(
+                        "--fill adds the account steps to a database that holds merchants; this one holds "
+                        "branches or grids but no merchants. Use --reset to reload everything."
+                    )
+                steps = [s for s, table in ACCOUNT_STEPS.items() if table_is_empty(table)]
+                have = [s for s in ACCOUNT_STEPS if s not in steps]
+                log(f"  kept       city, staff and merchants{''.join(', ' + s for s in have)} (already loaded)")
+                if not steps:
+                    return Summary(scale, seed, skipped=True)
+                steps.append("finish")
+            elif not reset:
                 raise DemoDataExists(
                     "The database already holds branches, grids or merchants. "
-                    "Use --reset to replace them with demo data, or --if-empty to keep them."
+                    "Use --reset to replace them with demo data, --if-empty to keep them, "
+                    "or --fill to add only what is missing (people, leads, activities ...)."
                 )
-            t0 = time.perf_counter()
-            truncate_domain()
-            log(f"  reset      {time.perf_counter() - t0:7.1f} s")
-        return DemoBuilder(spec, seed, log=log).run()
+            else:
+                t0 = time.perf_counter()
+                truncate_domain()
+                log(f"  reset      {time.perf_counter() - t0:7.1f} s")
+        return DemoBuilder(spec, seed, log=log).run(steps)

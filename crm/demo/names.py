@@ -117,3 +117,85 @@ ROAD_SUFFIXES = ("路", "路", "路", "街", "大道", "巷")
 
 # Administrative division codes (GB/T 2260) of Hangzhou's districts, for credit codes.
 HANGZHOU_DIVISIONS = ("330102", "330105", "330106", "330108", "330109", "330110", "330113", "330114")
+
+# -- People around merchants, activities, funnel (steps after merchants) -----------------------
+
+# 身份证 division codes (GB/T 2260): mostly Hangzhou, then the rest of Zhejiang, then the provinces
+# many small-business owners in Hangzhou come from.
+ID_DIVISIONS_HANGZHOU = ("330102", "330105", "330106", "330108", "330109", "330110", "330111", "330122")
+ID_DIVISIONS_ZHEJIANG = ("330203", "330302", "330402", "330502", "330602", "330702", "330782", "331002")
+ID_DIVISIONS_ELSEWHERE = ("340121", "341221", "360121", "362321", "410122", "412726", "420621", "512922", "522121")
+
+# Titles of contacts at a merchant; the family ones also get a PersonRelation to the owner.
+CONTACT_TITLES = ("店长", "财务", "出纳", "经理", "采购", "会计", "行政主管")
+FAMILY_CONTACTS = (
+    ("老板娘", "spouse"),
+    ("家属", "spouse"),
+    ("老板儿子", "child"),
+    ("老板女儿", "child"),
+    ("老板兄弟", "sibling"),
+)
+
+# Activity texts (indexes into these lists are drawn in Python, the text is joined in SQL).
+VISIT_NOTES = (
+    "实地走访，门店正常经营，客流一般。",
+    "见到老板本人，了解经营及资金需求。",
+    "门店装修升级中，近期有备货资金需求。",
+    "老板不在店，与店长交流，留下名片。",
+    "核实经营场所，租赁合同剩余两年。",
+    "介绍经营快贷及聚合支付产品，客户表示考虑。",
+    "客户旺季将至，关注备货周转资金。",
+    "走访市场商户，顺带了解上下游情况。",
+    "客户已在他行有贷款，利率比较敏感。",
+    "收集营业执照及近半年流水。",
+)
+CALL_NOTES = (
+    "电话回访，客户暂无资金需求。",
+    "电话未接通，稍后再联系。",
+    "电话沟通贷款额度及利率，客户有意向。",
+    "提醒客户补充申请材料。",
+    "告知审批进度，客户确认用款时间。",
+    "电话邀请参加商户沙龙。",
+    "客户表示近期忙，约下周再谈。",
+    "回访聚合支付使用情况，反馈良好。",
+)
+EVENT_NOTES = (
+    "现场讲解普惠金融政策，商户反响积极。",
+    "现场办理聚合支付开通。",
+    "收集商户融资需求，会后逐户跟进。",
+    "与市场管理方联合开展，覆盖主要商户。",
+)
+NEXT_STEPS = (
+    "下周电话回访",
+    "收集近半年银行流水",
+    "提交授信申请材料",
+    "预约实地走访",
+    "推荐聚合支付",
+    "介绍经营快贷产品",
+    "确认用款时间及金额",
+    "补充营业执照复印件",
+    "邀请参加商户沙龙",
+    "跟进审批进度",
+    "上门签约",
+    "核实经营场所租赁合同",
+    "联系上游供应商拓客",
+    "办理代发工资业务",
+)
+# Event type -> titles (the grid's name is prefixed in SQL).
+EVENT_TITLES = {
+    "salon": ("小微企业融资沙龙", "普惠金融政策宣讲会", "商户经营交流会"),
+    "park_event": ("园区企业金融服务日", "园区政银企对接会"),
+    "market_event": ("金融服务进市场", "市场商户集中开户日"),
+    "channel_event": ("商会联谊会", "行业协会合作推介会"),
+}
+# Lost-lead notes per LostReason code (crm/migrations/0005_seed_lost_reasons.py).
+LOST_NOTES = {
+    "no_need": ("客户资金充足，暂不需要", "经营规模小，暂无融资计划"),
+    "rate": ("嫌利率偏高", "对比他行后认为利率无优势"),
+    "other_bank": ("已在他行获批", "他行额度更高"),
+    "not_qualified": ("经营年限不足", "流水不达准入要求"),
+    "credit": ("征信有逾期记录", "涉及经营纠纷诉讼"),
+    "unreachable": ("多次电话未接通", "门店已搬迁，联系方式失效"),
+    "closed": ("商户已停业",),
+    "other": ("客户暂缓考虑",),
+}

@@ -193,12 +193,15 @@
       title: p.name,
       alt: p.name,
     });
-    marker.bindPopup(
-      popupContent(p.name, [
-        [S.status, label("merchant_status", p.status)],
-        [S.grid, gridNames[p.grid_id]],
-      ])
-    );
+    var popup = popupContent(p.name, [
+      [S.status, label("merchant_status", p.status)],
+      [S.grid, gridNames[p.grid_id]],
+    ]);
+    // The title opens the merchant 360 page (which checks scope itself).
+    var link = el("a", "map-popup-title map-popup-link", p.name + " ›");
+    link.href = (config.merchant_url || "/merchants/{id}/").replace("{id}", String(Number(p.id)));
+    popup.replaceChild(link, popup.firstChild);
+    marker.bindPopup(popup);
     return marker;
   }
 
