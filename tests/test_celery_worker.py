@@ -6,25 +6,20 @@ task by name, as beat would, and watches the database. Data is committed (transa
 worker's own connection sees it."""
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from celery.schedules import crontab
 from django.conf import settings
 from django.contrib.gis.geos import MultiPolygon, Point, Polygon
-from django.db import connection
 
 from config.celery_app import app as celery_app
 from crm.models import GridCheckRun, Merchant, MerchantEvent, MerchantGridFix
 from tests.factories import GridFactory, MerchantFactory, SubBranchFactory
+from tests.workers import running_worker
 
-REPO = Path(__file__).resolve().parent.parent
-CELERY = str(Path(sys.executable).parent / "celery")
 TASK_NAME = "crm.tasks.check_merchant_grids"
 WAIT_SECONDS = 60
 
@@ -69,14 +64,6 @@ def test_tests_use_their_own_redis_database():
 # --- The real worker ------------------------------------------------------------------------------
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = quote(db["USER"], safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgis://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{quote(db['NAME'], safe='')}"
-
-
 def _purge_queue():
     with celery_app.connection_for_write() as conn:
         conn.default_channel.queue_purge(settings.CELERY_TASK_DEFAULT_QUEUE)
@@ -97,59 +84,19 @@ class Worker:
 @pytest.fixture
 def celery_worker(transactional_db, tmp_path):
     """A real worker process on the test broker and this run's test database; always stopped."""
-    assert connection.settings_dict["NAME"].startswith("test_"), "refusing to point a worker at a real database"
     others = celery_app.control.ping(timeout=1.0)
     assert not others, (
         f"another Celery worker already consumes from {settings.CELERY_BROKER_URL}: {others}. "
         "Set TEST_REDIS_URL to a Redis database of your own."
     )
     _purge_queue()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": _database_url(),
-        "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
-        "PYTHONUNBUFFERED": "1",
-    }
     log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                CELERY,
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                settings.CELERY_TASK_DEFAULT_QUEUE,
-                "--pool",
-                "solo",
-                "--concurrency",
-                "1",
-                "-l",
-                "info",
-                "-n",
-                f"gridcrm-test-{os.getpid()}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = Worker(proc, log)
-    try:
-        yield worker
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # warm shutdown
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        _purge_queue()
+    name = f"gridcrm-test-{os.getpid()}@%h"
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    broker = settings.CELERY_BROKER_URL
+    with running_worker(broker_url=broker, queue=queue, pool="solo", concurrency=1, name=name, log=log) as proc:
+        yield Worker(proc, log)
+    _purge_queue()
 
 
 def _wait_for_finished_runs(worker: Worker, n: int) -> list[GridCheckRun]:

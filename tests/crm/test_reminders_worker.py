@@ -10,11 +10,9 @@ committed with transactional_db), with three differences:
     drops a marker (its pid and notification id) and waits, so the test can kill a pool process
     while it is sending."""
 
-import contextlib
 import os
 import re
 import signal
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -24,7 +22,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.mail.backends import filebased
-from django.db import connection
 from django.utils import timezone
 
 from config.celery_app import app as celery_app
@@ -32,7 +29,8 @@ from crm.choices import NotificationEvent, TaskStatus
 from crm.models import Notification, Task
 from crm.services.tasks import NOTIFICATION_HEADER, business_day_bounds
 from tests.factories import GridFactory, MerchantFactory, UserFactory
-from tests.test_celery_worker import CELERY, REPO, Worker, _database_url
+from tests.test_celery_worker import Worker
+from tests.workers import running_worker
 
 BROKER_URL = os.environ.get("TEST_REMINDERS_REDIS_URL", "redis://127.0.0.1:6379/14")
 QUEUE = settings.CELERY_TASK_DEFAULT_QUEUE
@@ -121,7 +119,6 @@ class ReminderWorker(Worker):
 @pytest.fixture
 def reminder_worker(transactional_db, tmp_path):
     """A prefork worker (2 processes) on the reminders' own Redis database; always stopped."""
-    assert connection.settings_dict["NAME"].startswith("test_"), "refusing to point a worker at a real database"
     with _broker() as conn:
         others = celery_app.control.ping(timeout=1.0, connection=conn)
     assert not others, f"another Celery worker consumes from {BROKER_URL}: {others}. Set TEST_REMINDERS_REDIS_URL."
@@ -130,58 +127,19 @@ def reminder_worker(transactional_db, tmp_path):
     mail_dir.mkdir()
     markers.mkdir()
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": _database_url(),
-        "TEST_REDIS_URL": BROKER_URL,
         "TEST_EMAIL_BACKEND": f"{__name__}.SlowFileEmailBackend",
         "TEST_EMAIL_FILE_PATH": str(mail_dir),
         "SLOW_EMAIL_SECONDS": str(SEND_SECONDS),
         "SLOW_EMAIL_MARKERS": str(markers),
-        "PYTHONUNBUFFERED": "1",
     }
     log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                CELERY,
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                QUEUE,
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "2",
-                "-l",
-                "info",
-                "-n",
-                f"gridcrm-reminders-{os.getpid()}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = ReminderWorker(proc, log, mail_dir, markers)
+    name = f"gridcrm-reminders-{os.getpid()}@%h"
     try:
-        yield worker
+        with running_worker(
+            broker_url=BROKER_URL, queue=QUEUE, pool="prefork", concurrency=2, name=name, log=log, env=env
+        ) as proc:
+            yield ReminderWorker(proc, log, mail_dir, markers)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # warm shutdown
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # pool processes a dead parent left behind
         _reset_broker()
 
 
