@@ -94,9 +94,11 @@ def celery_worker(transactional_db, tmp_path):
     name = f"gridcrm-test-{os.getpid()}@%h"
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
     broker = settings.CELERY_BROKER_URL
-    with running_worker(broker_url=broker, queue=queue, pool="solo", concurrency=1, name=name, log=log) as proc:
-        yield Worker(proc, log)
-    _purge_queue()
+    try:
+        with running_worker(broker_url=broker, queue=queue, pool="solo", concurrency=1, name=name, log=log) as proc:
+            yield Worker(proc, log)
+    finally:
+        _purge_queue()
 
 
 def _wait_for_finished_runs(worker: Worker, n: int) -> list[GridCheckRun]:
