@@ -1,16 +1,20 @@
 """A merchant's timeline: one list of everything, newest first, paged by time.
 
-Sources, each read with ONE query whatever the number of rows (no N+1):
-  * activities of the merchant (visits, calls; with check-in flag/distance) and the events it
-    attended (restricted: an event of a grid the user cannot see stays hidden), with their photos
-    (one more query for all photos of the page);
-  * lead stage changes (from -> to, by);
-  * the merchant's own history from pghistory (``crm.MerchantEvent``): creation, and every update
-    diffed against the previous snapshot of the same merchant in SQL (``lag()``), so it reads
-    "owner A -> B", "grid X -> Y", "name changed"; updates that changed nothing a person sees
-    (``updated_at`` only) are dropped in SQL. The acting user comes from the pghistory context.
-    Merchants merged into this one (``crm.services.merge``) keep their history: their events are
-    found through the merge context (``{"merged_<drop id>": <keep id>}``) and shown here too.
+ONE statement answers a page, whatever the number of rows (no N+1), a UNION ALL of four branches,
+each cut to the page size on its own index before the merge:
+  * the merchant's activities (visits, calls; check-in flag, distance and accuracy; duration), with
+    their photos aggregated per row (``activity_merchant_time``, photos by ``activity_id``);
+  * the events it attended, only those of grids the user may see (an event belongs to its grid,
+    the scoping rule for activities; the grid set comes from ``grids.scoping``);
+  * its leads' stage changes, from -> to, by whom (``stage_change_lead_at``);
+  * its own history from pghistory (``crm.MerchantEvent``): creation, and every update diffed with
+    the previous snapshot of the same merchant (``lag()``), so it reads "owner A -> B", "grid X ->
+    Y", "name changed"; updates that changed nothing a person sees (``updated_at`` only) are left
+    out. The acting user comes from the pghistory context. The history of merchants merged into
+    this one (crm.services.merge) is followed through the merge context
+    (``{"merged_<drop id>": <keep id>}``, recursively) and shown too.
+Names (users, grids, industries, places) are scalar sub-selects, not joins: the statement stays
+cheap to plan, and they run for the rows of the page only.
 
 Paging is by a cursor (``before``) that encodes the sort key of the last item shown:
 (time, source rank, id), so items sharing a timestamp are neither lost nor repeated.
@@ -23,7 +27,6 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -39,13 +42,16 @@ from crm.choices import (
     PhotoKind,
     ProductKind,
 )
-from crm.models import Activity, ActivityPhoto, EventAttendance, LeadStageChange, Merchant
+from crm.models import Merchant
+from grids.models import Grid
+from grids.scoping import UserScope, resolve_scope, scope_q
 
 DEFAULT_LIMIT = 30
 MAX_LIMIT = 100
 
 # Source ranks: the tie-breaker between items of the same instant (higher comes first).
 RANK_MERCHANT, RANK_STAGE, RANK_ACTIVITY = 0, 1, 2
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 @dataclass(frozen=True, order=True)
@@ -71,354 +77,275 @@ class Cursor:
 
     @property
     def at(self) -> datetime.datetime:
-        return datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(microseconds=self.at_us)
+        return EPOCH + datetime.timedelta(microseconds=self.at_us)
 
 
 def _us(at: datetime.datetime) -> int:
-    delta = at - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    delta = at - EPOCH
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _before_q(cursor: Cursor | None, rank: int, at_field: str, id_field: str = "id") -> Q:
-    """Rows of source ``rank`` that sort strictly after ``cursor`` (i.e. are older)."""
+def _before(cursor: Cursor | None, rank: int, at_col: str, id_col: str) -> tuple[str, list]:
+    """SQL (and parameters) for the rows of source ``rank`` that sort after ``cursor`` (older)."""
     if cursor is None:
-        return Q()
-    at = cursor.at
+        return "TRUE", []
     if rank < cursor.rank:
-        return Q(**{f"{at_field}__lte": at})
+        return f"{at_col} <= %s", [cursor.at]
     if rank == cursor.rank:
-        return Q(**{f"{at_field}__lt": at}) | Q(**{at_field: at, f"{id_field}__lt": cursor.id})
-    return Q(**{f"{at_field}__lt": at})
+        return f"({at_col}, {id_col}) < (%s, %s)", [cursor.at, cursor.id]
+    return f"{at_col} < %s", [cursor.at]
 
 
-def _before_sql(cursor: Cursor | None, rank: int, at_col: str, id_col: str) -> tuple[str, dict]:
-    """The same as ``_before_q`` in SQL, with named parameters."""
-    if cursor is None:
-        return "TRUE", {}
-    params = {"before_at": cursor.at, "before_id": cursor.id}
-    if rank < cursor.rank:
-        return f"{at_col} <= %(before_at)s", params
-    if rank == cursor.rank:
-        return f"({at_col}, {id_col}) < (%(before_at)s, %(before_id)s)", params
-    return f"{at_col} < %(before_at)s", params
-
-
-def _user(pk, name) -> dict | None:
-    return {"id": pk, "display": name} if pk else None
-
-
-def _label(choices, value) -> str:
-    return str(dict(choices).get(value, value or ""))
-
-
-# -- Activities -----------------------------------------------------------------------------------
-
-
-def _photo_url(pk: int) -> str | None:
-    # Photos are served by the photo endpoint, which checks the user may see the merchant.
-    try:
-        return reverse("api:photo-file", args=[pk])
-    except NoReverseMatch:
-        return None
-
-
-def _activity_item(a: Activity, photos: list[ActivityPhoto], merchant_id: int) -> dict:
-    parts = [_label(ActivityKind.choices, a.kind)]
-    if a.title:
-        parts.append(a.title)
-    if a.outcome:
-        parts.append(_label(Outcome.choices, a.outcome))
-    checkin = None
-    if a.kind == ActivityKind.VISIT and (a.checkin_flag or a.checkin_distance_m is not None):
-        checkin = {
-            "flag": a.checkin_flag or None,
-            "flag_display": _label(CheckinFlag.choices, a.checkin_flag) if a.checkin_flag else "",
-            "flagged": bool(a.checkin_flag) and a.checkin_flag != CheckinFlag.OK,
-            "distance_m": round(a.checkin_distance_m) if a.checkin_distance_m is not None else None,
-            "accuracy_m": round(a.checkin_accuracy_m) if a.checkin_accuracy_m is not None else None,
-        }
-    duration = None
-    if a.checkout_at:
-        duration = round((a.checkout_at - a.occurred_at).total_seconds() / 60)
-    return {
-        "type": "activity",
-        "id": a.pk,
-        "at": a.occurred_at,
-        "cursor": Cursor(_us(a.occurred_at), RANK_ACTIVITY, a.pk).encode(),
-        "by": _user(a.by_id, str(a.by) if a.by_id else None),
-        "title": " · ".join(parts),
-        "activity": {
-            "kind": a.kind,
-            "kind_display": _label(ActivityKind.choices, a.kind),
-            "event_type": a.event_type or None,
-            "event_type_display": _label(EventType.choices, a.event_type) if a.event_type else "",
-            "attended": a.merchant_id != merchant_id,
-            "title": a.title,
-            "outcome": a.outcome or None,
-            "outcome_display": _label(Outcome.choices, a.outcome) if a.outcome else "",
-            "intent": a.intent or None,
-            "intent_display": _label(Intent.choices, a.intent) if a.intent else "",
-            "notes": a.notes,
-            "next_step": a.next_step,
-            "checkin": checkin,
-            "duration_min": duration,
-            "photos": [
-                {
-                    "id": p.pk,
-                    "kind": p.kind,
-                    "kind_display": _label(PhotoKind.choices, p.kind),
-                    "taken_at": p.exif_taken_at,
-                    "url": _photo_url(p.pk),
-                }
-                for p in photos
-            ],
-        },
-    }
-
-
-def _activities(merchant: Merchant, user, cursor: Cursor | None, limit: int) -> list[dict]:
-    cols = (
-        "id",
-        "kind",
-        "merchant_id",
-        "occurred_at",
-        "title",
-        "event_type",
-        "notes",
-        "outcome",
-        "intent",
-        "next_step",
-        "checkin_accuracy_m",
-        "checkin_distance_m",
-        "checkin_flag",
-        "checkout_at",
-        "by__id",
-        "by__username",
-        "by__full_name",
-    )
-    before = _before_q(cursor, RANK_ACTIVITY, "occurred_at")
-    order = ("-occurred_at", "-id")
-    # Rows about a merchant are seen by whoever sees the merchant (the "activity" scope rule), and
-    # the caller fetched ``merchant`` through restrict(): no second scope check on its own rows.
-    own = Activity.objects.filter(before, merchant=merchant).select_related("by").only(*cols).order_by(*order)
-    own = list(own[: limit + 1])
-    # Events it attended belong to a grid: only those the user may see.
-    attended_ids = EventAttendance.objects.filter(merchant=merchant).values("activity_id")
-    attended = list(
-        Activity.objects.restrict(user)
-        .filter(before, pk__in=attended_ids)
-        .exclude(merchant=merchant)
-        .select_related("by")
-        .only(*cols)
-        .order_by(*order)[: limit + 1]
-    )
-    rows = own + attended
-    photos: dict[int, list] = {}
-    if rows:
-        for photo in ActivityPhoto.objects.filter(activity_id__in=[a.pk for a in rows]).only(
-            "id", "activity_id", "kind", "exif_taken_at"
-        ):
-            photos.setdefault(photo.activity_id, []).append(photo)
-    return [_activity_item(a, photos.get(a.pk, []), merchant.pk) for a in rows]
-
-
-# -- Stage changes --------------------------------------------------------------------------------
-
-
-def _stage_changes(merchant: Merchant, cursor: Cursor | None, limit: int) -> list[dict]:
-    rows = (
-        LeadStageChange.objects.filter(_before_q(cursor, RANK_STAGE, "at"), lead__merchant=merchant)
-        .select_related("by", "lead")
-        .only(
-            "id",
-            "at",
-            "from_stage",
-            "to_stage",
-            "activity_id",
-            "lead__id",
-            "lead__product",
-            "lead__lost_note",
-            "by__id",
-            "by__username",
-            "by__full_name",
-        )
-        .order_by("-at", "-id")[: limit + 1]
-    )
-    out = []
-    for sc in rows:
-        product = _label(ProductKind.choices, sc.lead.product)
-        to = _label(LeadStage.choices, sc.to_stage)
-        if sc.from_stage:
-            title = _("%(product)s lead: %(from)s → %(to)s") % {
-                "product": product,
-                "from": _label(LeadStage.choices, sc.from_stage),
-                "to": to,
-            }
-        else:
-            title = _("New %(product)s lead: %(to)s") % {"product": product, "to": to}
-        out.append(
-            {
-                "type": "stage_change",
-                "id": sc.pk,
-                "at": sc.at,
-                "cursor": Cursor(_us(sc.at), RANK_STAGE, sc.pk).encode(),
-                "by": _user(sc.by_id, str(sc.by) if sc.by_id else None),
-                "title": title,
-                "stage_change": {
-                    "lead_id": sc.lead_id,
-                    "product": sc.lead.product,
-                    "product_display": product,
-                    "from": sc.from_stage or None,
-                    "from_display": _label(LeadStage.choices, sc.from_stage) if sc.from_stage else "",
-                    "to": sc.to_stage,
-                    "to_display": to,
-                    "activity_id": sc.activity_id,
-                },
-            }
-        )
-    return out
-
-
-# -- The merchant's own history (pghistory) ----------------------------------------------------------
+# -- The statement --------------------------------------------------------------------------------
 
 # Snapshot columns compared with the previous event of the same merchant.
-DIFFED = ("name", "credit_code", "industry_id", "address", "place_id", "grid_id", "owner_id", "status", "location")
+DIFFED = ("name", "credit_code", "industry_id", "address", "place_id", "grid_id", "owner_id", "status")
 
-EVENTS_SQL = """
+USER_NAME = "(SELECT COALESCE(NULLIF(x.full_name, ''), x.username) FROM grids_user x WHERE x.id = {col})"
+GRID_NAME = "(SELECT x.name FROM grids_grid x WHERE x.id = {col})"
+INDUSTRY_NAME = "(SELECT x.name_zh FROM crm_industry x WHERE x.id = {col})"
+PLACE_NAME = "(SELECT x.name FROM grids_place x WHERE x.id = {col})"
+
+ACTIVITY_DETAIL = """json_build_object(
+    'kind', a.kind, 'merchant_id', a.merchant_id, 'title', a.title, 'event_type', a.event_type,
+    'notes', a.notes, 'outcome', a.outcome, 'intent', a.intent, 'next_step', a.next_step,
+    'checkin_flag', a.checkin_flag, 'distance_m', round(a.checkin_distance_m),
+    'accuracy_m', round(a.checkin_accuracy_m),
+    'duration_min', round(extract(epoch FROM a.checkout_at - a.occurred_at) / 60),
+    'photos', (SELECT json_agg(json_build_object('id', p.id, 'kind', p.kind, 'taken_at', p.exif_taken_at)
+                               ORDER BY p.id)
+                 FROM crm_activityphoto p WHERE p.activity_id = a.id))"""
+
+MERGED_KEY = "kv.key ~ '^merged_[0-9]+$' AND length(kv.key) < 26"
+
+TIMELINE_SQL = f"""
 WITH RECURSIVE merged(id) AS (
-    SELECT %(m)s::bigint
+    SELECT %s::bigint
     UNION
     SELECT substr(kv.key, 8)::bigint
       FROM merged
       JOIN crm_merchantevent e ON e.pgh_obj_id = merged.id
       JOIN pghistory_context c ON c.id = e.pgh_context_id
       CROSS JOIN LATERAL jsonb_each_text(c.metadata) kv
-     WHERE kv.key ~ '^merged_[0-9]+$' AND length(kv.key) < 26 AND kv.value = merged.id::text
+     WHERE {MERGED_KEY} AND kv.value = merged.id::text
 ), ev AS (
-    SELECT e.pgh_id, e.pgh_created_at, e.pgh_label, e.pgh_obj_id, e.pgh_context_id, __COLS__, __LAGS__
+    SELECT e.pgh_id, e.pgh_created_at, e.pgh_label, e.pgh_obj_id, e.pgh_context_id, e.location,
+           {", ".join(f"e.{c}" for c in DIFFED)},
+           {", ".join(f"lag(e.{c}) OVER w AS p_{c}" for c in DIFFED)}, lag(e.location) OVER w AS p_location
       FROM crm_merchantevent e
      WHERE e.pgh_obj_id IN (SELECT id FROM merged)
     WINDOW w AS (PARTITION BY e.pgh_obj_id ORDER BY e.pgh_id)
 )
-SELECT ev.pgh_id, ev.pgh_created_at, ev.pgh_label, ev.pgh_obj_id, __OUT__,
-       actor.id, COALESCE(NULLIF(actor.full_name, ''), actor.username),
-       g.name, pg.name, o.id, COALESCE(NULLIF(o.full_name, ''), o.username),
-       po.id, COALESCE(NULLIF(po.full_name, ''), po.username),
-       i.name_zh, pi.name_zh, pl.name, ppl.name,
-       mn.names,
-       (SELECT mm.name
-          FROM crm_merchant mm
-         WHERE mm.id = CASE WHEN c.metadata->>('merged_' || ev.pgh_obj_id::text) ~ '^[0-9]{1,18}$'
-                            THEN (c.metadata->>('merged_' || ev.pgh_obj_id::text))::bigint END) AS merged_into
-  FROM ev
-  LEFT JOIN pghistory_context c ON c.id = ev.pgh_context_id
-  -- The merchants merged into this one in this event's context (crm.services.merge).
-  LEFT JOIN LATERAL (
-      SELECT string_agg(mm.name, '、' ORDER BY mm.id) AS names
-        FROM jsonb_each_text(c.metadata) kv
-        JOIN crm_merchant mm ON mm.id = CASE WHEN kv.key ~ '^merged_[0-9]+$' AND length(kv.key) < 26
-                                             THEN substr(kv.key, 8)::bigint END
-       WHERE kv.value = ev.pgh_obj_id::text
-  ) mn ON TRUE
-  LEFT JOIN grids_user actor
-         ON actor.id = CASE WHEN jsonb_typeof(c.metadata->'user') = 'number'
-                            THEN (c.metadata->>'user')::bigint END
-  LEFT JOIN grids_grid g ON g.id = ev.grid_id
-  LEFT JOIN grids_grid pg ON pg.id = ev.p_grid_id
-  LEFT JOIN grids_user o ON o.id = ev.owner_id
-  LEFT JOIN grids_user po ON po.id = ev.p_owner_id
-  LEFT JOIN crm_industry i ON i.id = ev.industry_id
-  LEFT JOIN crm_industry pi ON pi.id = ev.p_industry_id
-  LEFT JOIN grids_place pl ON pl.id = ev.place_id
-  LEFT JOIN grids_place ppl ON ppl.id = ev.p_place_id
- WHERE (ev.pgh_label <> 'update' OR __CHANGED__ OR mn.names IS NOT NULL) AND __BEFORE__
- ORDER BY ev.pgh_created_at DESC, ev.pgh_id DESC
- LIMIT %(limit)s
+SELECT t.type, t.id, t.at, t.rank, t.by_id, {USER_NAME.format(col="t.by_id")}, t.detail
+FROM (
+    (SELECT 'activity' AS type, a.id, a.occurred_at AS at, {RANK_ACTIVITY} AS rank, a.by_id, {ACTIVITY_DETAIL} AS detail
+       FROM crm_activity a
+      WHERE a.merchant_id = %s AND __BEFORE_ACTIVITY__
+      ORDER BY a.occurred_at DESC, a.id DESC LIMIT %s)
+    UNION ALL
+    (SELECT 'activity', a.id, a.occurred_at, {RANK_ACTIVITY}, a.by_id, {ACTIVITY_DETAIL}
+       FROM crm_activity a
+      WHERE a.id IN (SELECT ea.activity_id FROM crm_eventattendance ea WHERE ea.merchant_id = %s)
+        AND a.merchant_id IS DISTINCT FROM %s AND __EVENT_SCOPE__ AND __BEFORE_ACTIVITY__
+      ORDER BY a.occurred_at DESC, a.id DESC LIMIT %s)
+    UNION ALL
+    (SELECT 'stage_change', sc.id, sc.at, {RANK_STAGE}, sc.by_id,
+            json_build_object('lead_id', sc.lead_id, 'product', l.product, 'from', sc.from_stage,
+                              'to', sc.to_stage, 'activity_id', sc.activity_id)
+       FROM crm_leadstagechange sc JOIN crm_lead l ON l.id = sc.lead_id
+      WHERE l.merchant_id = %s AND __BEFORE_STAGE__
+      ORDER BY sc.at DESC, sc.id DESC LIMIT %s)
+    UNION ALL
+    (SELECT 'merchant', ev.pgh_id, ev.pgh_created_at, {RANK_MERCHANT},
+            CASE WHEN jsonb_typeof(c.metadata->'user') = 'number' THEN (c.metadata->>'user')::bigint END,
+            json_build_object(
+                'label', ev.pgh_label, 'obj', ev.pgh_obj_id,
+                'cur', json_build_object({", ".join(f"'{c}', ev.{c}" for c in DIFFED)}),
+                'prev', json_build_object({", ".join(f"'{c}', ev.p_{c}" for c in DIFFED)}),
+                'moved', ev.pgh_label = 'update' AND ev.location IS DISTINCT FROM ev.p_location,
+                'names', json_build_object(
+                    'grid', {GRID_NAME.format(col="ev.grid_id")}, 'p_grid', {GRID_NAME.format(col="ev.p_grid_id")},
+                    'owner', {USER_NAME.format(col="ev.owner_id")}, 'p_owner', {USER_NAME.format(col="ev.p_owner_id")},
+                    'industry', {INDUSTRY_NAME.format(col="ev.industry_id")},
+                    'p_industry', {INDUSTRY_NAME.format(col="ev.p_industry_id")},
+                    'place', {PLACE_NAME.format(col="ev.place_id")}, 'p_place', {PLACE_NAME.format(col="ev.p_place_id")}),
+                'merged_names', (SELECT string_agg(mm.name, '、' ORDER BY mm.id)
+                                   FROM jsonb_each_text(c.metadata) kv
+                                   JOIN crm_merchant mm
+                                     ON mm.id = CASE WHEN {MERGED_KEY} THEN substr(kv.key, 8)::bigint END
+                                  WHERE kv.value = ev.pgh_obj_id::text),
+                'merged_into', (SELECT mm.name FROM crm_merchant mm
+                                 WHERE mm.id = CASE WHEN c.metadata->>('merged_' || ev.pgh_obj_id) ~ '^[0-9]{{1,18}}$'
+                                                    THEN (c.metadata->>('merged_' || ev.pgh_obj_id))::bigint END))
+       FROM ev LEFT JOIN pghistory_context c ON c.id = ev.pgh_context_id
+      WHERE (ev.pgh_label <> 'update'
+             OR {" OR ".join(f"ev.{c} IS DISTINCT FROM ev.p_{c}" for c in DIFFED)}
+             OR ev.location IS DISTINCT FROM ev.p_location
+             OR EXISTS (SELECT 1 FROM jsonb_each_text(c.metadata) kv
+                         WHERE {MERGED_KEY} AND kv.value = ev.pgh_obj_id::text))
+        AND __BEFORE_MERCHANT__
+      ORDER BY ev.pgh_created_at DESC, ev.pgh_id DESC LIMIT %s)
+) t
+ORDER BY t.at DESC, t.rank DESC, t.id DESC
+LIMIT %s
 """
 
 
-def _events_sql(before: str) -> str:
-    return (
-        EVENTS_SQL.replace("__COLS__", ", ".join(f"e.{c}" for c in DIFFED))
-        .replace("__LAGS__", ", ".join(f"lag(e.{c}) OVER w AS p_{c}" for c in DIFFED))
-        .replace(
-            "__OUT__",
-            ", ".join(f"ev.{c}, ev.p_{c}" for c in DIFFED if c != "location")
-            + ", ev.location IS DISTINCT FROM ev.p_location",
-        )
-        .replace("__CHANGED__", "(" + " OR ".join(f"ev.{c} IS DISTINCT FROM ev.p_{c}" for c in DIFFED) + ")")
-        .replace("__BEFORE__", before)
+def _event_scope(user, scope: UserScope) -> tuple[str, list]:
+    """Which attended events the user may see: the scoping rule for activities (an event follows
+    its grid; one with a merchant follows the merchant's grid), with the grid set from
+    grids.scoping, compiled to SQL once."""
+    q = scope_q(Grid, user, "view", scope)
+    if q is None:
+        return "TRUE", []
+    grids_sql, grids_params = Grid.objects.filter(q).order_by().values("id").query.sql_with_params()
+    sql = (
+        f"((a.merchant_id IS NULL AND a.grid_id IN ({grids_sql}))"
+        f" OR (a.merchant_id IS NOT NULL AND EXISTS (SELECT 1 FROM crm_merchant mm"
+        f" WHERE mm.id = a.merchant_id AND mm.grid_id IN ({grids_sql}))))"
     )
+    return sql, [*grids_params, *grids_params]
 
 
-def _merchant_events(merchant: Merchant, cursor: Cursor | None, limit: int) -> list[dict]:
-    before, params = _before_sql(cursor, RANK_MERCHANT, "ev.pgh_created_at", "ev.pgh_id")
-    params.update({"m": merchant.pk, "limit": limit + 1})
-    with connection.cursor() as c:
-        c.execute(_events_sql(before), params)
-        rows = c.fetchall()
-    out = []
-    for row in rows:
-        pgh_id, at, label, obj_id = row[:4]
-        vals = row[4:20]
-        cur = dict(zip(DIFFED[:-1], vals[0::2], strict=True))
-        prev = dict(zip(DIFFED[:-1], vals[1::2], strict=True))
-        moved = row[20]
-        (
-            actor_id,
-            actor_name,
-            grid,
-            p_grid,
-            owner_id,
-            owner,
-            p_owner_id,
-            p_owner,
-            industry,
-            p_industry,
-            place,
-            p_place,
-            merged_names,
-            merged_into,
-        ) = row[21:]
-        if label == "insert":
-            title, changes = _("Merchant created"), []
-        else:
-            names = {
-                "grid": (p_grid, grid),
-                "owner": (p_owner, owner),
-                "industry": (p_industry, industry),
-                "place": (p_place, place),
-            }
-            title, changes = _describe_update(cur, prev, names, moved)
-        if merged_names and obj_id == merchant.pk:
-            merged = _("Merged with %(names)s") % {"names": merged_names}
-            title = merged + (f" · {title}" if changes else "")
-        if merged_into and obj_id != merchant.pk:
-            title = _("Merged into %(name)s") % {"name": merged_into}
-        item = {
-            "type": "merchant",
-            "id": pgh_id,
-            "at": at,
-            "cursor": Cursor(_us(at), RANK_MERCHANT, pgh_id).encode(),
-            "by": _user(actor_id, actor_name),
-            "title": title,
-            "merchant_event": {"label": label, "changes": changes},
+def _statement(merchant_id: int, user, scope: UserScope, cursor: Cursor | None, limit: int) -> tuple[str, list]:
+    """The SQL and its parameters, in the order the placeholders appear."""
+    before_a, pa = _before(cursor, RANK_ACTIVITY, "a.occurred_at", "a.id")
+    before_s, ps = _before(cursor, RANK_STAGE, "sc.at", "sc.id")
+    before_m, pm = _before(cursor, RANK_MERCHANT, "ev.pgh_created_at", "ev.pgh_id")
+    events, pe = _event_scope(user, scope)
+    n = limit + 1
+    sql = (
+        TIMELINE_SQL.replace("__BEFORE_ACTIVITY__", before_a)
+        .replace("__BEFORE_STAGE__", before_s)
+        .replace("__BEFORE_MERCHANT__", before_m)
+        .replace("__EVENT_SCOPE__", events)
+    )
+    params = [
+        merchant_id,  # merged (recursive)
+        merchant_id,  # own activities
+        *pa,
+        n,
+        merchant_id,  # attended events
+        merchant_id,
+        *pe,
+        *pa,
+        n,
+        merchant_id,  # stage changes
+        *ps,
+        n,
+        *pm,  # merchant history
+        n,
+        n,  # the page
+    ]
+    return sql, params
+
+
+# -- Rows to items ------------------------------------------------------------------------------
+
+
+def _photo_url_template() -> str | None:
+    # Photos are served by the photo endpoint, which checks the user may see the merchant.
+    try:
+        return reverse("api:photo-file", args=[0]).replace("/0/", "/{}/")
+    except NoReverseMatch:
+        return None
+
+
+class _Labels:
+    """The translated labels of every choice list, built once per page (not once per row)."""
+
+    def __init__(self):
+        def d(choices):
+            return {k: str(v) for k, v in choices}
+
+        self.kind = d(ActivityKind.choices)
+        self.event_type = d(EventType.choices)
+        self.outcome = d(Outcome.choices)
+        self.intent = d(Intent.choices)
+        self.flag = d(CheckinFlag.choices)
+        self.photo = d(PhotoKind.choices)
+        self.stage = d(LeadStage.choices)
+        self.product = d(ProductKind.choices)
+        self.status = d(MerchantStatus.choices)
+
+
+def _activity(row_id: int, d: dict, merchant_id: int, labels: _Labels, photo_url: str | None) -> tuple[str, dict]:
+    kind = d["kind"]
+    parts = [labels.kind.get(kind, kind)]
+    if d["title"]:
+        parts.append(d["title"])
+    if d["outcome"]:
+        parts.append(labels.outcome.get(d["outcome"], d["outcome"]))
+    checkin = None
+    if kind == ActivityKind.VISIT and (d["checkin_flag"] or d["distance_m"] is not None):
+        flag = d["checkin_flag"] or None
+        checkin = {
+            "flag": flag,
+            "flag_display": labels.flag.get(flag, "") if flag else "",
+            "flagged": bool(flag) and flag != CheckinFlag.OK,
+            "distance_m": None if d["distance_m"] is None else int(d["distance_m"]),
+            "accuracy_m": None if d["accuracy_m"] is None else int(d["accuracy_m"]),
         }
-        if obj_id != merchant.pk:
-            # History of a merchant merged into this one: say whose it was.
-            item["merchant_event"]["merchant"] = {"id": obj_id, "name": cur["name"]}
-            item["title"] = f"[{cur['name']}] {title}"
-        out.append(item)
-    return out
+    photos = [
+        {
+            "id": p["id"],
+            "kind": p["kind"],
+            "kind_display": labels.photo.get(p["kind"], p["kind"]),
+            "taken_at": p["taken_at"],
+            "url": photo_url.format(p["id"]) if photo_url else None,
+        }
+        for p in d["photos"] or ()
+    ]
+    return " · ".join(parts), {
+        "kind": kind,
+        "kind_display": labels.kind.get(kind, kind),
+        "event_type": d["event_type"] or None,
+        "event_type_display": labels.event_type.get(d["event_type"], "") if d["event_type"] else "",
+        "attended": d["merchant_id"] != merchant_id,
+        "title": d["title"],
+        "outcome": d["outcome"] or None,
+        "outcome_display": labels.outcome.get(d["outcome"], "") if d["outcome"] else "",
+        "intent": d["intent"] or None,
+        "intent_display": labels.intent.get(d["intent"], "") if d["intent"] else "",
+        "notes": d["notes"],
+        "next_step": d["next_step"],
+        "checkin": checkin,
+        "duration_min": None if d["duration_min"] is None else int(d["duration_min"]),
+        "photos": photos,
+    }
 
 
-def _describe_update(cur: dict, prev: dict, names: dict, moved: bool) -> tuple[str, list[dict]]:
+def _stage_change(d: dict, labels: _Labels) -> tuple[str, dict]:
+    product = labels.product.get(d["product"], d["product"])
+    to = labels.stage.get(d["to"], d["to"])
+    if d["from"]:
+        title = _("%(product)s lead: %(from)s → %(to)s") % {
+            "product": product,
+            "from": labels.stage.get(d["from"], d["from"]),
+            "to": to,
+        }
+    else:
+        title = _("New %(product)s lead: %(to)s") % {"product": product, "to": to}
+    return title, {
+        "lead_id": d["lead_id"],
+        "product": d["product"],
+        "product_display": product,
+        "from": d["from"] or None,
+        "from_display": labels.stage.get(d["from"], "") if d["from"] else "",
+        "to": d["to"],
+        "to_display": to,
+        "activity_id": d["activity_id"],
+    }
+
+
+def _describe_update(d: dict, labels: _Labels) -> tuple[str, list[dict]]:
     """A title and the list of changes between two snapshots of a merchant. One change: the title
-    says it all ("Owner A → B"); several: the title lists the fields and the list has the values."""
+    says it all ("Account manager A → B"); several: the title lists the fields, the list the values."""
+    cur, prev, names = d["cur"], d["prev"], d["names"]
     dash = "—"
-    changes: list[dict] = []
     checks = (
-        ("owner", "owner_id", _("Owner"), _("Owner %(a)s → %(b)s")),
+        # The merchant's owner is its account manager (PersonRole "owner" is the business's owner).
+        ("owner", "owner_id", _("Account manager"), _("Account manager %(a)s → %(b)s")),
         ("grid", "grid_id", _("Grid"), _("Grid %(a)s → %(b)s")),
         ("name", "name", _("Merchant name"), _("Name changed: %(a)s → %(b)s")),
         ("status", "status", _("Status"), _("Status %(a)s → %(b)s")),
@@ -427,19 +354,20 @@ def _describe_update(cur: dict, prev: dict, names: dict, moved: bool) -> tuple[s
         ("place", "place_id", _("Place"), _("Place %(a)s → %(b)s")),
         ("address", "address", _("Address"), _("Address %(a)s → %(b)s")),
     )
+    changes: list[dict] = []
     sentences = []
     for field, column, text, sentence in checks:
         if cur[column] == prev[column]:
             continue
-        if field in names:
-            before, after = names[field]
+        if field in ("owner", "grid", "industry", "place"):
+            before, after = names[f"p_{field}"], names[field]
         elif field == "status":
-            before, after = _label(MerchantStatus.choices, prev[column]), _label(MerchantStatus.choices, cur[column])
+            before, after = labels.status.get(prev[column], prev[column]), labels.status.get(cur[column], cur[column])
         else:
             before, after = prev[column], cur[column]
         changes.append({"field": field, "label": str(text), "from": before, "to": after})
         sentences.append(sentence % {"a": before or dash, "b": after or dash})
-    if moved:
+    if d["moved"]:
         changes.append({"field": "location", "label": str(_("Location")), "from": None, "to": None})
         sentences.append(_("Moved on the map"))
     if len(changes) == 1:
@@ -447,6 +375,25 @@ def _describe_update(cur: dict, prev: dict, names: dict, moved: bool) -> tuple[s
     if not changes:
         return str(_("Edited")), changes
     return _("Edited: %(fields)s") % {"fields": "、".join(c["label"] for c in changes)}, changes
+
+
+def _merchant_event(d: dict, merchant_id: int, labels: _Labels) -> tuple[str, dict]:
+    changes: list[dict] = []
+    if d["label"] == "insert":
+        title = str(_("Merchant created"))
+    else:
+        title, changes = _describe_update(d, labels)
+    if d["merged_names"] and d["obj"] == merchant_id:
+        merged = _("Merged with %(names)s") % {"names": d["merged_names"]}
+        title = merged + (f" · {title}" if changes else "")
+    if d["merged_into"] and d["obj"] != merchant_id:
+        title = _("Merged into %(name)s") % {"name": d["merged_into"]}
+    detail = {"label": d["label"], "changes": changes}
+    if d["obj"] != merchant_id:
+        # History of a merchant merged into this one: say whose it was.
+        detail["merchant"] = {"id": d["obj"], "name": d["cur"]["name"]}
+        title = f"[{d['cur']['name']}] {title}"
+    return title, detail
 
 
 # -- The whole ------------------------------------------------------------------------------------
@@ -461,21 +408,40 @@ def parse_limit(value) -> int:
     return int(text)
 
 
-def merchant_timeline(*, merchant: Merchant, user, before: str | None = None, limit: int = DEFAULT_LIMIT) -> dict:
+def merchant_timeline(
+    *,
+    merchant: Merchant,
+    user,
+    before: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    scope: UserScope | None = None,
+) -> dict:
     """``{"results": [...], "next_before": cursor | None}``: the newest ``limit`` items older than
-    ``before``. ``merchant`` must come from ``Merchant.objects.restrict(user)``. A fixed number of
-    queries (7) whatever the number of rows."""
+    ``before``. ``merchant`` must come from ``Merchant.objects.restrict(user)``; pass the ``scope``
+    that was resolved for it to save a query. One statement (two without ``scope``)."""
     cursor = Cursor.decode(before) if before else None
-    items = (
-        _activities(merchant, user, cursor, limit)
-        + _stage_changes(merchant, cursor, limit)
-        + _merchant_events(merchant, cursor, limit)
-    )
-    # An activity can be both the merchant's own and an event it attended: once.
-    unique = {(i["type"], i["id"]): i for i in items}
-    ordered = sorted(unique.values(), key=lambda i: Cursor.decode(i["cursor"]), reverse=True)
-    page = ordered[:limit]
-    more = len(ordered) > limit
-    for item in page:
-        item["at"] = timezone.localtime(item["at"])
-    return {"results": page, "next_before": page[-1]["cursor"] if more and page else None}
+    scope = scope if scope is not None else resolve_scope(user, "view")
+    sql, params = _statement(merchant.pk, user, scope, cursor, limit)
+    with connection.cursor() as c:
+        c.execute(sql, params)
+        rows = c.fetchall()
+    labels = _Labels()
+    photo_url = _photo_url_template()
+    items = []
+    for kind, pk, at, rank, by_id, by_name, detail in rows[:limit]:
+        item = {
+            "type": kind,
+            "id": pk,
+            "at": timezone.localtime(at),
+            "cursor": Cursor(_us(at), rank, pk).encode(),
+            "by": {"id": by_id, "display": by_name} if by_id and by_name else None,
+        }
+        if kind == "activity":
+            item["title"], item["activity"] = _activity(pk, detail, merchant.pk, labels, photo_url)
+        elif kind == "stage_change":
+            item["title"], item["stage_change"] = _stage_change(detail, labels)
+        else:
+            item["title"], item["merchant_event"] = _merchant_event(detail, merchant.pk, labels)
+        items.append(item)
+    more = len(rows) > limit
+    return {"results": items, "next_before": items[-1]["cursor"] if more and items else None}
