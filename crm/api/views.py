@@ -5,6 +5,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from core.api.layers import LayerViewSet
@@ -17,7 +18,7 @@ from crm.selectors.relations import related_merchants
 from crm.selectors.timeline import merchant_timeline, parse_limit
 from crm.services.duplicates import merchant_duplicate_candidates
 from crm.services.merge import merchants_merge
-from grids.scoping import resolve_scope
+from grids.scoping import resolve_scope, scope_q
 
 
 class IndustryViewSet(RestrictedReadOnlyViewSet):
@@ -57,9 +58,21 @@ class MerchantViewSet(RestrictedModelViewSet):
 
     def get_queryset(self):
         qs = super().get_queryset()
-        if self.action in ("profile", "timeline", "related"):
+        if self.action == "profile":
             qs = qs.select_related("grid__sub_branch", "owner", "industry", "place")
+        elif self.action == "related":
+            qs = Merchant.objects.restrict(self.request.user, self.scope_action).only("id", "name")
         return qs
+
+    def _merchant_and_scope(self):
+        """The merchant in the URL within the user's view scope, and that scope: resolved once and
+        handed to the timeline, which needs it again for the events the merchant attended."""
+        user = self.request.user
+        scope = resolve_scope(user, "view")
+        q = scope_q(Merchant, user, "view", scope)
+        merchants = Merchant.objects.only("id", "name", "grid_id")
+        merchant = get_object_or_404(merchants.filter(q) if q is not None else merchants, pk=self.kwargs["pk"])
+        return merchant, scope
 
     # -- Create with duplicate check ----------------------------------------------------------------
 
@@ -156,10 +169,12 @@ class MerchantViewSet(RestrictedModelViewSet):
         """Everything that happened to the merchant, newest first: activities (with check-in and
         photos), lead stage changes, ownership changes and edits (and the history of merchants
         merged into it). Paged by time: pass ``next_before`` back as ``before``."""
-        merchant = self.get_object()
+        merchant, scope = self._merchant_and_scope()
         limit = parse_limit(request.query_params.get("limit"))
         before = request.query_params.get("before") or None
-        return Response(merchant_timeline(merchant=merchant, user=request.user, before=before, limit=limit))
+        return Response(
+            merchant_timeline(merchant=merchant, user=request.user, before=before, limit=limit, scope=scope)
+        )
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["get"])

@@ -168,7 +168,8 @@ FROM (
                     'owner', {USER_NAME.format(col="ev.owner_id")}, 'p_owner', {USER_NAME.format(col="ev.p_owner_id")},
                     'industry', {INDUSTRY_NAME.format(col="ev.industry_id")},
                     'p_industry', {INDUSTRY_NAME.format(col="ev.p_industry_id")},
-                    'place', {PLACE_NAME.format(col="ev.place_id")}, 'p_place', {PLACE_NAME.format(col="ev.p_place_id")}),
+                    'place', {PLACE_NAME.format(col="ev.place_id")},
+                    'p_place', {PLACE_NAME.format(col="ev.p_place_id")}),
                 'merged_names', (SELECT string_agg(mm.name, '、' ORDER BY mm.id)
                                    FROM jsonb_each_text(c.metadata) kv
                                    JOIN crm_merchant mm
@@ -195,6 +196,8 @@ def _event_scope(user, scope: UserScope) -> tuple[str, list]:
     """Which attended events the user may see: the scoping rule for activities (an event follows
     its grid; one with a merchant follows the merchant's grid), with the grid set from
     grids.scoping, compiled to SQL once."""
+    if scope.empty:
+        return "FALSE", []
     q = scope_q(Grid, user, "view", scope)
     if q is None:
         return "TRUE", []
@@ -269,7 +272,7 @@ class _Labels:
         self.status = d(MerchantStatus.choices)
 
 
-def _activity(row_id: int, d: dict, merchant_id: int, labels: _Labels, photo_url: str | None) -> tuple[str, dict]:
+def _activity(d: dict, merchant_id: int, labels: _Labels, photo_url: str | None) -> tuple[str, dict]:
     kind = d["kind"]
     parts = [labels.kind.get(kind, kind)]
     if d["title"]:
@@ -437,7 +440,7 @@ def merchant_timeline(
             "by": {"id": by_id, "display": by_name} if by_id and by_name else None,
         }
         if kind == "activity":
-            item["title"], item["activity"] = _activity(pk, detail, merchant.pk, labels, photo_url)
+            item["title"], item["activity"] = _activity(detail, merchant.pk, labels, photo_url)
         elif kind == "stage_change":
             item["title"], item["stage_change"] = _stage_change(detail, labels)
         else:
