@@ -1,5 +1,6 @@
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class MerchantStatus(models.TextChoices):
@@ -10,7 +11,8 @@ class MerchantStatus(models.TextChoices):
 
 
 class PersonRole(models.TextChoices):
-    OWNER = "owner", _("Owner")
+    # 经营者: the person who runs the business, not the owner account manager (客户经理).
+    OWNER = "owner", pgettext_lazy("person role in a merchant", "Owner")
     LEGAL_REP = "legal_rep", _("Legal representative")
     SHAREHOLDER = "shareholder", _("Shareholder")
     CONTROLLER = "controller", _("Actual controller")

@@ -350,3 +350,14 @@ def test_english_browser_still_gets_chinese_until_the_user_switches(world, clien
     client.force_login(world.am_a)
     body = client.get("/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
     assert "网格" in body
+
+
+def test_out_of_scope_page_answers_the_projects_404_in_chinese(world, merchants):
+    """A merchant outside the user's grids is 'not found' (never 403: that would confirm it exists),
+    on our own page with the navigation, in Chinese by default."""
+    response = client_for(world.am_a).get(reverse("merchant-detail", args=[merchants["grid_c"].pk]))
+    assert response.status_code == 404
+    body = html(response)
+    assert 'data-testid="not-found"' in body
+    assert merchants["grid_c"].name not in body
+    assert '<html lang="zh-hans">' in body

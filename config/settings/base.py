@@ -188,6 +188,7 @@ SPECTACULAR_SETTINGS = {
         "PlaceKindEnum": "grids.choices.PlaceKind",
         "MerchantStatusEnum": "crm.choices.MerchantStatus",
         "RoleEnum": "grids.choices.Role",
+        "PersonRoleEnum": "crm.choices.PersonRole",
     },
 }
 
@@ -232,6 +233,8 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="gridcrm@localhost")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Phone and ID numbers are masked in every log line (issue 4: no personal data in logs).
+    "filters": {"redact_pii": {"()": "crm.pii.RedactPiiFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_pii"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }

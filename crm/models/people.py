@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from crm.choices import MerchantRelationKind, PersonRelationKind, PersonRole, ProductKind
 from grids.scoping import RestrictedManager
@@ -40,7 +41,7 @@ class MerchantPerson(models.Model):
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="merchant_links")
     role = models.CharField(_("role"), max_length=20, choices=PersonRole.choices)
     share_pct = models.DecimalField(_("share %"), max_digits=5, decimal_places=2, null=True, blank=True)
-    title = models.CharField(_("title"), max_length=50, blank=True)
+    title = models.CharField(pgettext_lazy("job title", "title"), max_length=50, blank=True)
 
     objects = RestrictedManager()
     scope_path = "via_merchant"

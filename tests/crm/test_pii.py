@@ -141,3 +141,13 @@ def test_logs_are_redacted(caplog):
     finally:
         logger.removeFilter(handler_filter)
     assert PHONE not in caplog.text and "138****5678" in caplog.text
+
+
+def test_the_console_log_handler_masks_phone_numbers():
+    """The filter is wired into settings.LOGGING: the handler that writes log lines masks them."""
+    handlers = [h for h in logging.getLogger().handlers if any(isinstance(f, RedactPiiFilter) for f in h.filters)]
+    assert handlers, "no root log handler carries crm.pii.RedactPiiFilter"
+    record = logging.LogRecord("gridcrm", logging.INFO, __file__, 1, "called %s", ("13812345678",), None)
+    assert handlers[0].filter(record)
+    assert "13812345678" not in record.getMessage()
+    assert "138****5678" in record.getMessage()
