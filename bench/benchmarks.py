@@ -261,7 +261,7 @@ MY_MERCHANTS_SQL = """
         ORDER BY a.occurred_at DESC LIMIT 1
     ) lv ON true
     WHERE m.owner_id = %(user)s AND m.grid_id = ANY(%(grids)s)
-    ORDER BY lv.occurred_at, m.id
+    ORDER BY lv.occurred_at NULLS FIRST, m.id
     LIMIT %(limit)s
 """
 
@@ -272,7 +272,8 @@ def my_merchants_last_visit(ctx: Context) -> Case:
     merchants): ``GET /api/v1/merchants/my/?page_size=500&ordering=last_visit_at`` against one
     statement: the user's merchants in their grids, each with its latest visit by a LATERAL ...
     LIMIT 1 on the partial index activity_last_visit (merchant_id, occurred_at DESC) WHERE
-    kind = 'visit' (PERFORMANCE.md), ordered by last visit (never visited last), then id.
+    kind = 'visit' (PERFORMANCE.md), ordered by last visit (never visited first: the endpoint's
+    default, 空白户 are the ones to visit), then id.
 
     The endpoint's query should have that shape: restrict() (grid_id IN the user's grids), owner =
     the user, last_visit_at as a correlated subquery
@@ -304,7 +305,7 @@ def my_merchants_last_visit(ctx: Context) -> Case:
         "merchants_owned": owned,
         "grids": len(grids),
         "columns": "id, name, status, grid_id, address, last_visit_at",
-        "order": "last_visit_at ASC (NULLs last), id",
+        "order": "last_visit_at ASC NULLS FIRST (never visited first, as the endpoint's default), id",
     }
     client = ctx.client_for(user.username)
     info["stack_floor_ms"] = stack_floor_ms(client)

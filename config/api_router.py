@@ -8,14 +8,18 @@ from crm.api.funnel import FunnelReportViewSet, LeadStageChangeViewSet, LeadView
 from crm.api.people import PersonViewSet
 from crm.api.tasks_api import HandoverViewSet, NotificationViewSet
 from crm.api.views import IndustryViewSet, MerchantLayerViewSet, MerchantViewSet
+from grids.api.io import GridExportViewSet, GridImportViewSet, PlaceExportViewSet, PlaceImportViewSet
 from grids.api.views import (
     BranchViewSet,
+    ChannelContactViewSet,
+    CoverageReportViewSet,
     GridLayerViewSet,
     GridViewSet,
     MembershipViewSet,
     MeView,
     PlaceLayerViewSet,
     PlaceViewSet,
+    RedrawProposalViewSet,
     SubBranchViewSet,
 )
 
@@ -25,6 +29,10 @@ router.register("sub-branches", SubBranchViewSet, basename="subbranch")
 router.register("grids", GridViewSet, basename="grid")
 router.register("places", PlaceViewSet, basename="place")
 router.register("memberships", MembershipViewSet, basename="membership")
+# Territory (issue 3): previewed redraws, channel key persons, coverage.
+router.register("redraw-proposals", RedrawProposalViewSet, basename="redrawproposal")
+router.register("channel-contacts", ChannelContactViewSet, basename="channelcontact")
+router.register("reports/coverage", CoverageReportViewSet, basename="report-coverage")
 router.register("industries", IndustryViewSet, basename="industry")
 router.register("merchants", MerchantViewSet, basename="merchant")
 router.register("people", PersonViewSet, basename="person")
@@ -42,6 +50,11 @@ router.register("handovers", HandoverViewSet, basename="handover")
 router.register("layers/grids", GridLayerViewSet, basename="layer-grid")
 router.register("layers/places", PlaceLayerViewSet, basename="layer-place")
 router.register("layers/merchants", MerchantLayerViewSet, basename="layer-merchant")
+# Import (inspect -> preview -> commit, all or nothing) and export (.geojson/.xlsx) of territory (issue 3).
+router.register("imports/grids", GridImportViewSet, basename="import-grid")
+router.register("imports/places", PlaceImportViewSet, basename="import-place")
+router.register("exports/grids", GridExportViewSet, basename="export-grid")
+router.register("exports/places", PlaceExportViewSet, basename="export-place")
 
 app_name = "api"
 urlpatterns = [

@@ -3,16 +3,18 @@
 Both start from ``Merchant.objects.restrict(user)``: a merchant outside the user's scope is a 404,
 and nothing on either page comes from outside the scope (related merchants are only counted)."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.context_processors import request_memberships
-from crm.choices import ActivityKind, MerchantStatus
+from crm.choices import FUNNEL_ORDER, ActivityKind, Intent, LeadStage, MerchantStatus, Outcome, PhotoKind
 from crm.models import Activity, Merchant
 from crm.selectors.profile import merchant_profile
 from crm.selectors.relations import related_merchants, relation_graph
@@ -22,6 +24,9 @@ from grids.models import Grid
 
 PAGE_SIZE = 30
 TIMELINE_PAGE = 20
+# The stages the log panel can move a lead to in the same step as the activity: the activity API
+# moves a lead without amounts, and applied / approved / disbursed need one (lead_advance_stage).
+LOG_ADVANCE_STAGES = (LeadStage.CONTACTED, LeadStage.VISITED, LeadStage.INTERESTED)
 
 
 def _int_param(request, name: str) -> int | None:
@@ -100,6 +105,50 @@ def _page_strings() -> dict:
         "photo": _("Photo"),
         "hidden_merchants": _("more outside your scope"),
         "end": _("That is everything."),
+        # The log panel (templates/crm/merchant_log_panel.html).
+        "locating": _("Locating…"),
+        "position": _("Position %(lat)s, %(lon)s · accuracy %(acc)s m"),
+        "checkin_again": _("Check in again"),
+        "geo_unsupported": _(
+            "This browser cannot give the device's position (it needs HTTPS). "
+            "You can still save the visit without a check-in."
+        ),
+        "geo_denied": _(
+            "Location permission was denied. Allow location for this site in the browser settings and "
+            "check in again, or save the visit without a check-in."
+        ),
+        "geo_unavailable": _(
+            "The position is not available right now. Try again in the open or near a window, or save "
+            "the visit without a check-in."
+        ),
+        "geo_timeout": _("Locating took too long. Try again, or save the visit without a check-in."),
+        "no_checkin_note": _("No check-in yet: the visit will be saved without a position."),
+        "saving": _("Saving…"),
+        "save": _("Save"),
+        "saved_visit_ok": _("Visit saved. Checked in %(m)s m from the merchant: accepted."),
+        "saved_visit_far": _(
+            "Visit saved, check-in flagged: %(m)s m from the merchant, beyond the %(radius)s m check-in radius."
+        ),
+        "saved_visit_inaccurate": _(
+            "Visit saved, check-in flagged: %(m)s m from the merchant, but the position is only accurate to "
+            "%(acc)s m (at most %(max)s m counts)."
+        ),
+        "saved_visit_unknown_accuracy": _(
+            "Visit saved, check-in flagged: %(m)s m from the merchant, but the device gave no accuracy."
+        ),
+        "saved_visit_no_checkin": _("Visit saved without a check-in."),
+        "saved_call": _("Call saved."),
+        "saved_already": _("This activity had already been saved."),
+        "lead_moved": _("Lead moved to %(stage)s."),
+        "task_created": _("Follow-up task created, due %(date)s."),
+        "photo_uploading": _("Uploading the photo…"),
+        "photo_saved": _("Photo attached: %(kind)s."),
+        "photo_failed": _("The activity is saved, but the photo is not. Correct it and attach it again."),
+        "photo_type": _("The photo must be a JPEG, PNG or WebP image."),
+        "photo_size": _("The photo is larger than %(mb)s MB."),
+        "fix_fields": _("Nothing was saved. Correct the fields marked below."),
+        "save_error": _("Could not save. Check the connection and try again; nothing you entered is lost."),
+        "forbidden": _("You may not log activities for this merchant."),
     }
 
 
@@ -119,18 +168,42 @@ def merchant_detail(request, pk: int):
         )
     except ValidationError:
         timeline = merchant_timeline(merchant=merchant, user=user, limit=TIMELINE_PAGE)
+    # The log panel is offered to those who may work on the merchant (the API decides again).
+    can_log = Merchant.objects.restrict(user, "change").filter(pk=merchant.pk).exists()
+    rank = {s.value: i for i, s in enumerate(FUNNEL_ORDER)}
     config = {
         "merchant_id": merchant.pk,
         "urls": {
             "timeline": reverse("api:merchant-timeline", args=[merchant.pk]),
             # "0" is replaced by a person's id in merchant.js.
             "pii": reverse("api:person-pii", args=[0]),
+            "activities": reverse("api:activity-list"),
+            "photos": reverse("api:photo-list"),
+            "leads": reverse("api:lead-list"),
         },
         "next_before": timeline["next_before"],
         "timeline_page": TIMELINE_PAGE,
         "graph": relation_graph(merchant=merchant, related=related),
         "strings": _page_strings(),
+        "funnel": [{"value": s["value"], "label": s["label"]} for s in profile["funnel_stages"]],
+        "intents": dict(Intent.choices),
+        "photo_kinds": dict(PhotoKind.choices),
+        "checkin_radius_m": settings.CHECKIN_RADIUS_M,
+        "checkin_max_accuracy_m": settings.CHECKIN_MAX_ACCURACY_M,
+        "photo_types": list(settings.PHOTO_CONTENT_TYPES),
+        "photo_max_bytes": settings.PHOTO_MAX_BYTES,
     }
+    log = None
+    if can_log:
+        log = {
+            "kinds": [(k, ActivityKind(k).label) for k in (ActivityKind.VISIT, ActivityKind.CALL)],
+            "outcomes": Outcome.choices,
+            "intents": Intent.choices,
+            "photo_kinds": PhotoKind.choices,
+            "stages": [{"value": s.value, "label": s.label, "rank": rank[s.value]} for s in LOG_ADVANCE_STAGES],
+            "leads": [{**lead, "rank": rank.get(lead["stage"], -1)} for lead in profile["leads"]],
+            "today": timezone.localdate(),
+        }
     context = {
         "merchant": merchant,
         "profile": profile,
@@ -143,5 +216,6 @@ def merchant_detail(request, pk: int):
         "timeline": timeline,
         "can_view_pii": profile["can_view_pii"],
         "page_config": config,
+        "log": log,
     }
     return render(request, "crm/merchant_detail.html", context)

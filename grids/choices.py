@@ -38,3 +38,35 @@ class PlaceKind(models.TextChoices):
     BUSINESS_DISTRICT = "business_district", _("Business district")
     COMMUNITY = "community", _("Community")
     VILLAGE = "village", _("Village")
+
+
+class OwnershipRule(models.TextChoices):
+    """Who owns a merchant that falls into a grid (automatic ownership)."""
+
+    LEADER = "leader", _("Grid leader")
+    ROUND_ROBIN = "round_robin", _("Round robin among account managers")
+    POOL = "pool", _("Unassigned pool")
+
+
+class ChannelRole(models.TextChoices):
+    """渠道关键人: the external part of a grid team."""
+
+    MARKET_OFFICE = "market_office", _("Market management office")
+    PARK_ADMIN = "park_admin", _("Park administration")
+    ASSOCIATION_HEAD = "association_head", _("Association or chamber head")
+    COMMUNITY_OFFICE = "community_office", _("Community or village office")
+    GOVERNMENT = "government", _("Government channel")
+    OTHER = "other", _("Other")
+
+
+class ProposalKind(models.TextChoices):
+    REDRAW = "redraw", _("Redraw")
+    SPLIT = "split", _("Split")
+    MERGE = "merge", _("Merge")
+    CREATE = "create", _("New grid")
+
+
+class ProposalStatus(models.TextChoices):
+    PROPOSED = "proposed", _("Proposed")
+    APPLIED = "applied", _("Applied")
+    DISCARDED = "discarded", _("Discarded")

@@ -1,7 +1,7 @@
 import django_filters
 
 from core.filters import BBoxFilter, IdFilter
-from grids.models import Grid, Membership, Place, SubBranch
+from grids.models import ChannelContact, Grid, Membership, Place, RedrawProposal, SubBranch
 
 
 class SubBranchFilterSet(django_filters.FilterSet):
@@ -41,3 +41,22 @@ class MembershipFilterSet(django_filters.FilterSet):
     class Meta:
         model = Membership
         fields = ["user", "role", "grid", "sub_branch", "branch"]
+
+
+class RedrawProposalFilterSet(django_filters.FilterSet):
+    grid = IdFilter(field_name="grid_id")
+    sub_branch = IdFilter(field_name="sub_branch_id")
+
+    class Meta:
+        model = RedrawProposal
+        fields = ["grid", "sub_branch", "status", "kind"]
+
+
+class ChannelContactFilterSet(django_filters.FilterSet):
+    grid = IdFilter(field_name="grid_id")
+    place = IdFilter(field_name="place_id")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
+
+    class Meta:
+        model = ChannelContact
+        fields = ["grid", "place", "role", "active"]

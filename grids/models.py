@@ -7,7 +7,19 @@ from django.contrib.postgres.indexes import GistIndex
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from grids.choices import BRANCH_ROLES, GRID_ROLES, SUB_BRANCH_ROLES, GridKind, GridStatus, PlaceKind, Role
+from grids.choices import (
+    BRANCH_ROLES,
+    GRID_ROLES,
+    SUB_BRANCH_ROLES,
+    ChannelRole,
+    GridKind,
+    GridStatus,
+    OwnershipRule,
+    PlaceKind,
+    ProposalKind,
+    ProposalStatus,
+    Role,
+)
 from grids.scoping import RestrictedManager
 
 
@@ -71,6 +83,16 @@ class Grid(models.Model):
     kind = models.CharField(_("type"), max_length=20, choices=GridKind.choices, default=GridKind.MIXED)
     status = models.CharField(_("status"), max_length=10, choices=GridStatus.choices, default=GridStatus.ACTIVE)
     geom = models.MultiPolygonField(_("boundary"), srid=4326, spatial_index=False)
+    ownership_rule = models.CharField(
+        _("ownership rule"),
+        max_length=12,
+        choices=OwnershipRule.choices,
+        default=OwnershipRule.LEADER,
+        help_text=_("Who owns a merchant that falls into this grid."),
+    )
+    # Bumped on every change of boundary or metadata (a GridVersion row per value): a redraw
+    # proposal remembers the versions it was computed from and refuses to apply when they moved.
+    version = models.PositiveIntegerField(_("version"), default=1)
 
     objects = RestrictedManager()
     scope_path = "grid"
@@ -173,3 +195,125 @@ class Membership(models.Model):
     def __str__(self):
         unit = self.branch or self.sub_branch or self.grid
         return f"{self.user} · {self.get_role_display()} · {unit}"
+
+
+class GridVersion(models.Model):
+    """One kept state of a grid (boundary and metadata), written for every change; never edited."""
+
+    grid = models.ForeignKey(Grid, on_delete=models.CASCADE, related_name="versions", verbose_name=_("grid"))
+    number = models.PositiveIntegerField(_("version"))
+    geom = models.MultiPolygonField(_("boundary"), srid=4326, spatial_index=False)
+    name = models.CharField(_("name"), max_length=100)
+    code = models.CharField(_("code"), max_length=30)
+    kind = models.CharField(_("type"), max_length=20, choices=GridKind.choices)
+    status = models.CharField(_("status"), max_length=10, choices=GridStatus.choices, default=GridStatus.ACTIVE)
+    created_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("created by")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+
+    objects = RestrictedManager()
+    scope_path = "via_grid"
+
+    class Meta:
+        verbose_name = _("grid version")
+        verbose_name_plural = _("grid versions")
+        ordering = ["grid_id", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grid", "number"],
+                name="grid_version_unique",
+                violation_error_message=_("This grid already has a version with this number."),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.code} v{self.number}"
+
+
+@pghistory.track()
+class ChannelContact(models.Model):
+    """渠道关键人: an external key person of a grid team (a market office, a park admin, an
+    association head). The phone number is personal data: masked in every API answer."""
+
+    grid = models.ForeignKey(Grid, on_delete=models.CASCADE, related_name="channel_contacts", verbose_name=_("grid"))
+    place = models.ForeignKey(
+        Place,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="channel_contacts",
+        verbose_name=_("place"),
+    )
+    name = models.CharField(_("name"), max_length=100)
+    organisation = models.CharField(_("organisation"), max_length=200, blank=True)
+    role = models.CharField(_("role"), max_length=20, choices=ChannelRole.choices, default=ChannelRole.OTHER)
+    title = models.CharField(_("title"), max_length=100, blank=True)
+    phone = models.CharField(_("phone"), max_length=20, blank=True)
+    notes = models.TextField(_("notes"), blank=True)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = RestrictedManager()
+    scope_path = "via_grid"
+
+    class Meta:
+        verbose_name = _("channel key person")
+        verbose_name_plural = _("channel key persons")
+        ordering = ["grid_id", "name", "id"]
+
+    def __str__(self):
+        return f"{self.name} · {self.organisation}" if self.organisation else self.name
+
+
+class RedrawProposal(models.Model):
+    """A previewed change of territory (redraw, split or merge) with the moves it implies.
+
+    ``shapes`` are the proposed boundaries: ``[{"grid_id": id or null (a new grid), "geom": hex EWKB
+    or null (the grid is retired), "name", "code", "kind"}]``. ``merchant_moves`` and
+    ``place_moves`` are the rows that change grid, computed at preview time; applying writes exactly
+    these. ``grid_versions`` are the versions of every grid the preview read: when any of them
+    moved since, the proposal is stale and refuses to apply."""
+
+    kind = models.CharField(_("kind"), max_length=10, choices=ProposalKind.choices, default=ProposalKind.REDRAW)
+    status = models.CharField(
+        _("status"), max_length=10, choices=ProposalStatus.choices, default=ProposalStatus.PROPOSED
+    )
+    sub_branch = models.ForeignKey(
+        SubBranch, on_delete=models.CASCADE, related_name="redraw_proposals", verbose_name=_("sub-branch")
+    )
+    grid = models.ForeignKey(
+        Grid,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="redraw_proposals",
+        verbose_name=_("grid"),
+    )
+    shapes = models.JSONField(_("proposed boundaries"), default=list)
+    grid_versions = models.JSONField(default=dict)
+    merchant_moves = models.JSONField(default=list)
+    place_moves = models.JSONField(default=list)
+    summary = models.JSONField(default=dict)
+    overlaps = models.JSONField(default=list)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("created by")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    decided_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("decided by")
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+
+    objects = RestrictedManager()
+    scope_path = "territory_plan"
+
+    class Meta:
+        verbose_name = _("redraw proposal")
+        verbose_name_plural = _("redraw proposals")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk}"

@@ -17,11 +17,16 @@ A model opts in by declaring ``scope_path``: how its rows reach a grid (see ``_R
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from django.apps import apps
 from django.contrib.gis.db import models
+from django.db import connections
 from django.db.models import Q
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 VIEW = "view"
@@ -67,32 +72,101 @@ class UserScope:
         return q
 
 
+# -- Resolving, at most once per request --------------------------------------------------
+#
+# Every restrict() needs the user's active memberships. Inside ``scope_cache()`` (one read-only
+# request: core.middleware.ScopeCacheMiddleware) each (user, action, day) is resolved once; outside
+# it (writes, Celery, shell, tests calling code directly) every call asks the database. The cache
+# lives in a ContextVar set for the block and reset when it ends, so it never outlives the request
+# nor crosses threads or users; a Membership saved or deleted meanwhile empties it.
+
+_request_scopes: ContextVar[dict | None] = ContextVar("grids_request_scopes", default=None)
+
+
+@contextmanager
+def scope_cache() -> Iterator[None]:
+    """Resolve each user's scope at most once per action within the block (one request)."""
+    token = _request_scopes.set({})
+    try:
+        yield
+    finally:
+        _request_scopes.reset(token)
+
+
+def _forget_scopes(**kwargs) -> None:
+    cache = _request_scopes.get()
+    if cache:
+        cache.clear()
+
+
+post_save.connect(_forget_scopes, sender="grids.Membership", weak=False, dispatch_uid="grids_scope_cache_save")
+post_delete.connect(_forget_scopes, sender="grids.Membership", weak=False, dispatch_uid="grids_scope_cache_delete")
+
+
 def resolve_scope(user, action: str = VIEW) -> UserScope:
-    """Resolve ``user``'s scope for ``action`` (one query)."""
+    """Resolve ``user``'s scope for ``action`` (one query; none when this request already did)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     if user is None or not user.is_authenticated or not user.is_active:
         return UserScope(user_id=None)
     if user.is_superuser:
         return UserScope(user_id=user.pk, everything=True)
+    today = timezone.localdate()
+    cache = _request_scopes.get()
+    if cache is None:
+        return _resolve(user.pk, action, today)
+    key = (user.pk, action, today)
+    scope = cache.get(key)
+    if scope is None:
+        scope = cache[key] = _resolve(user.pk, action, today)
+    return scope
+
+
+_MEMBERSHIP_SQL: tuple[str, tuple[str, ...]] | None = None
+
+
+def _membership_sql() -> tuple[str, tuple[str, ...]]:
+    """The active-membership query, compiled once from the ORM (it runs on every request, and
+    compiling it cost more than running it), and the order of its parameters ("user"/"today")."""
+    global _MEMBERSHIP_SQL
+    if _MEMBERSHIP_SQL is None:
+        import datetime
+
+        Membership = apps.get_model("grids", "Membership")
+        user_marker, day_marker = -7, datetime.date(1999, 9, 9)
+        rows = (
+            Membership.objects.filter(user_id=user_marker, start_date__lte=day_marker)
+            .filter(Q(end_date__isnull=True) | Q(end_date__gte=day_marker))
+            .order_by()
+            .values_list("branch_id", "sub_branch_id", "grid_id", "role")
+        )
+        sql, params = rows.query.sql_with_params()
+        order = tuple("user" if p == user_marker else "today" for p in params)
+        assert sorted(order) == ["today", "today", "user"], params
+        _MEMBERSHIP_SQL = sql, order
+    return _MEMBERSHIP_SQL
+
+
+def _resolve(user_id: int, action: str, today) -> UserScope:
     from grids.choices import READ_ONLY_ROLES
 
     Membership = apps.get_model("grids", "Membership")
-    today = timezone.localdate()
-    rows = Membership.objects.filter(user_id=user.pk, start_date__lte=today).filter(
-        Q(end_date__isnull=True) | Q(end_date__gte=today)
-    )
-    if action != VIEW:
-        rows = rows.exclude(role__in=READ_ONLY_ROLES)
+    sql, order = _membership_sql()
+    values = {"user": user_id, "today": today}
+    with connections[Membership.objects.db].cursor() as cursor:
+        cursor.execute(sql, [values[name] for name in order])
+        rows = cursor.fetchall()
     branches, sub_branches, grids = set(), set(), set()
-    for b, sb, g in rows.values_list("branch_id", "sub_branch_id", "grid_id"):
+    for b, sb, g, role in rows:
+        if action != VIEW and role in READ_ONLY_ROLES:
+            continue
         if b:
             branches.add(b)
         if sb:
             sub_branches.add(sb)
         if g:
             grids.add(g)
-    return UserScope(user.pk, False, frozenset(branches), frozenset(sub_branches), frozenset(grids))
+    return UserScope(user_id, False, frozenset(branches), frozenset(sub_branches), frozenset(grids))
 
 
 # -- Per-model rules: how a row reaches the grids of a scope ----------------------------------
@@ -183,6 +257,19 @@ def _superuser_rule(scope: UserScope, action: str, model=None) -> Q:
     return Q(pk__in=[])
 
 
+def _territory_plan_rule(scope: UserScope, action: str, model=None) -> Q:
+    # Redraw proposals (a sub-branch, optionally one grid): seen by the managers of the
+    # sub-branch and by the members of the grid it redraws; decided by the managers only.
+    q = Q(pk__in=[])
+    if scope.sub_branch_ids:
+        q |= Q(sub_branch_id__in=scope.sub_branch_ids)
+    if scope.branch_ids:
+        q |= Q(sub_branch__branch_id__in=scope.branch_ids)
+    if action == VIEW and scope.grid_ids:
+        q |= Q(grid_id__in=scope.grid_ids)
+    return q
+
+
 _RULES = {
     "via_merchant": _via_merchant_rule,
     "activity": _activity_rule,
@@ -191,6 +278,7 @@ _RULES = {
     "own": _own_rule,
     "handover": _handover_rule,
     "superuser": _superuser_rule,
+    "territory_plan": _territory_plan_rule,
     "reference": _reference_rule,
     "grid": _grid_rule,
     "via_grid": _via_grid_rule,

@@ -49,6 +49,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Read-only requests resolve each user's scope once, not once per restrict() (grids.scoping).
+    "core.middleware.ScopeCacheMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Stamps the acting user and URL on every audit event written during a request.
@@ -189,6 +191,10 @@ SPECTACULAR_SETTINGS = {
         "MerchantStatusEnum": "crm.choices.MerchantStatus",
         "RoleEnum": "grids.choices.Role",
         "PersonRoleEnum": "crm.choices.PersonRole",
+        "OwnershipRuleEnum": "grids.choices.OwnershipRule",
+        "ChannelRoleEnum": "grids.choices.ChannelRole",
+        "ProposalKindEnum": "grids.choices.ProposalKind",
+        "ProposalStatusEnum": "grids.choices.ProposalStatus",
     },
 }
 
@@ -238,3 +244,16 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_pii"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# --- Import and export of grids and places (grids/io) -----------------------------------------
+# Uploads are read through GDAL from a private temp dir (see grids/io/readers.py for the controls).
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
+# Features per file: each row costs a validity and an overlap query; a sub-branch has tens of grids.
+IMPORT_MAX_FEATURES = env.int("IMPORT_MAX_FEATURES", default=2000)
+# Zipped shapefiles: zip-bomb guards (counted while extracting, not trusted from the headers).
+IMPORT_ZIP_MAX_ENTRIES = env.int("IMPORT_ZIP_MAX_ENTRIES", default=50)
+IMPORT_ZIP_MAX_UNCOMPRESSED_BYTES = env.int("IMPORT_ZIP_MAX_UNCOMPRESSED_BYTES", default=200 * 1024 * 1024)
+# Rows of attributes shown by the inspect step, for the field mapping.
+IMPORT_SAMPLE_ROWS = 5
+# An export larger than this is refused (filter by sub-branch) rather than silently cut.
+EXPORT_MAX_FEATURES = env.int("EXPORT_MAX_FEATURES", default=20000)

@@ -34,5 +34,9 @@ STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStat
 #      input is parsed by our own validator into GEOS objects built from numbers (core.geo);
 #   3. GeoJSON with a "crs" member is rejected with a 400;
 #   4. no spatial lookup is built straight from a query string (bbox is parsed to four floats);
-#   5. app servers have no outbound network (bank intranet).
+#   5. app servers have no outbound network (bank intranet);
+#   6. grid/place file import (grids/io/readers.py, the only module that opens files with GDAL)
+#      hands GDAL a fixed file name in a private temp dir, never the uploaded name, with exactly
+#      one driver per format; GeoJSON with "crs"/NaN, KML with DOCTYPE/ENTITY/NetworkLink and
+#      zips with absolute/".."/symlink entries or too many/too large members are refused first.
 SILENCED_SYSTEM_CHECKS = ["gis.W001"]

@@ -1,24 +1,29 @@
+import json
+
 from django.db import transaction
+from django.http import Http404, HttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from core.api.layers import LayerViewSet
 from core.api.viewsets import RestrictedModelViewSet, RestrictedReadOnlyViewSet
 from crm.api.serializers import DuplicateCheckSerializer, IndustrySerializer, MerchantSerializer, MergeSerializer
+from crm.choices import MerchantStatus
 from crm.filtersets import MerchantFilterSet
 from crm.models import Industry, Merchant
+from crm.selectors.my_merchants import MAX_PAGE_SIZE, ORDERINGS, my_merchants_page, parse_my_merchants_query
 from crm.selectors.profile import merchant_profile
 from crm.selectors.relations import related_merchants
-from crm.selectors.timeline import merchant_timeline, parse_limit
+from crm.selectors.timeline import merchant_timeline_if_visible, parse_limit
 from crm.services.duplicates import merchant_duplicate_candidates
 from crm.services.merge import merchants_merge
-from grids.scoping import resolve_scope, scope_q
+from grids.scoping import resolve_scope
 
 
 class IndustryViewSet(RestrictedReadOnlyViewSet):
@@ -36,6 +41,27 @@ class _Duplicates(Exception):
 
 def _has_candidates(found: dict) -> bool:
     return bool(found["candidates"] or found["hidden"])
+
+
+class MyMerchantSerializer(serializers.Serializer):
+    """One row of ``GET /merchants/my/`` (documentation only: the rows are built by PostgreSQL)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=MerchantStatus.choices)
+    grid = serializers.IntegerField(allow_null=True, help_text="The grid's id.")
+    address = serializers.CharField()
+    last_visit_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the latest visit (not call) took place (ISO 8601, UTC offset); null: never visited.",
+    )
+
+
+class MyMerchantPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = MyMerchantSerializer(many=True)
 
 
 class MerchantViewSet(RestrictedModelViewSet):
@@ -63,16 +89,6 @@ class MerchantViewSet(RestrictedModelViewSet):
         elif self.action == "related":
             qs = Merchant.objects.restrict(self.request.user, self.scope_action).only("id", "name")
         return qs
-
-    def _merchant_and_scope(self):
-        """The merchant in the URL within the user's view scope, and that scope: resolved once and
-        handed to the timeline, which needs it again for the events the merchant attended."""
-        user = self.request.user
-        scope = resolve_scope(user, "view")
-        q = scope_q(Merchant, user, "view", scope)
-        merchants = Merchant.objects.only("id", "name", "grid_id")
-        merchant = get_object_or_404(merchants.filter(q) if q is not None else merchants, pk=self.kwargs["pk"])
-        return merchant, scope
 
     # -- Create with duplicate check ----------------------------------------------------------------
 
@@ -147,6 +163,42 @@ class MerchantViewSet(RestrictedModelViewSet):
         )
         return Response(found)
 
+    # -- My merchants -------------------------------------------------------------------------------
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "ordering",
+                str,
+                enum=list(ORDERINGS),
+                description="last_visit_at (default: never visited first, then the longest ago), "
+                "-last_visit_at (the latest first, never visited last) or name.",
+            ),
+            OpenApiParameter("page", int, description="Page number (from 1)."),
+            OpenApiParameter("page_size", int, description=f"Rows per page (1-{MAX_PAGE_SIZE}, default 50)."),
+        ],
+        responses={200: MyMerchantPageSerializer},
+        filters=False,
+    )
+    @action(detail=False, methods=["get"], url_path="my", filter_backends=[], pagination_class=None)
+    def my(self, request):
+        """我的商户: the merchants you own within your grids, each with the date of its latest
+        visit. Built by PostgreSQL in one statement (crm.selectors.my_merchants)."""
+        query = parse_my_merchants_query(request.query_params)
+        count, rows = my_merchants_page(user=request.user, query=query)
+        if query.page > 1 and (query.page - 1) * query.page_size >= count:
+            raise serializers.ValidationError({"page": [_("There is no page %(page)d.") % {"page": query.page}]})
+        url = request.build_absolute_uri()
+        following = replace_query_param(url, "page", query.page + 1) if query.page * query.page_size < count else None
+        if query.page == 1:
+            previous = None
+        elif query.page == 2:
+            previous = remove_query_param(url, "page")
+        else:
+            previous = replace_query_param(url, "page", query.page - 1)
+        head = json.dumps({"count": count, "next": following, "previous": previous}, separators=(",", ":"))
+        return HttpResponse(b"".join((head[:-1].encode(), b',"results":', rows, b"}")), content_type="application/json")
+
     # -- Merchant 360 -------------------------------------------------------------------------------
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
@@ -169,12 +221,15 @@ class MerchantViewSet(RestrictedModelViewSet):
         """Everything that happened to the merchant, newest first: activities (with check-in and
         photos), lead stage changes, ownership changes and edits (and the history of merchants
         merged into it). Paged by time: pass ``next_before`` back as ``before``."""
-        merchant, scope = self._merchant_and_scope()
         limit = parse_limit(request.query_params.get("limit"))
         before = request.query_params.get("before") or None
-        return Response(
-            merchant_timeline(merchant=merchant, user=request.user, before=before, limit=limit, scope=scope)
-        )
+        if not (pk.isdigit() and len(pk) < 19):
+            raise Http404
+        # The merchant's visibility (restrict()) is checked inside the timeline's one statement.
+        page = merchant_timeline_if_visible(merchant_id=int(pk), user=request.user, before=before, limit=limit)
+        if page is None:
+            raise Http404
+        return Response(page)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["get"])

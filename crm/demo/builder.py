@@ -427,9 +427,9 @@ class DemoBuilder(AccountSteps):
         # Number grids within a sub-branch from its outlet outwards: 第1网格 holds the outlet.
         n = _execute(
             """
-            INSERT INTO grids_grid (sub_branch_id, name, code, kind, status, geom)
+            INSERT INTO grids_grid (sub_branch_id, name, code, kind, status, geom, ownership_rule, version)
             SELECT c.gid, sb.name || '-第' || c.n || '网格', sb.code || '-' || lpad(c.n::text, 4, '0'),
-                   s.kind, 'active', c.geom
+                   s.kind, 'active', c.geom, 'leader', 1
             FROM (
                 SELECT c.*, row_number() OVER (
                     PARTITION BY c.gid ORDER BY ST_Distance(ST_Centroid(c.geom), sb.location), c.key) AS n
@@ -439,6 +439,13 @@ class DemoBuilder(AccountSteps):
             JOIN grids_subbranch sb ON sb.id = c.gid
             JOIN demo_seed s ON s.k = c.key
             ORDER BY c.gid, c.n
+            """
+        )
+        # Version 1 of every grid, as grid_create writes it (the territory page lists versions).
+        _execute(
+            """
+            INSERT INTO grids_gridversion (grid_id, number, geom, name, code, kind, status, created_at, note)
+            SELECT id, 1, geom, name, code, kind, status, now(), 'demo data' FROM grids_grid
             """
         )
         _execute("ANALYZE grids_grid")
@@ -747,9 +754,10 @@ class DemoBuilder(AccountSteps):
                     CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(d.lon, d.lat), 4326) AS location) l
                 )
                 INSERT INTO crm_merchant (name, credit_code, industry_id, location, address, place_id,
-                                          grid_id, owner_id, status, created_at, updated_at)
+                                          grid_id, owner_id, status, created_at, updated_at, assignment_locked)
                 SELECT s.name, s.credit_code, s.industry_id, s.location, s.address, s.place_id,
-                       s.grid_id, am.user_id, s.status, to_timestamp(s.created_s), to_timestamp(s.created_s)
+                       s.grid_id, am.user_id, s.status, to_timestamp(s.created_s), to_timestamp(s.created_s),
+                       false
                 FROM s
                 LEFT JOIN demo_grid_am am ON am.grid_id = s.grid_id AND am.idx = floor(s.pick * am.n)::int
                 ORDER BY s.k

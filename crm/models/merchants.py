@@ -74,6 +74,13 @@ class Merchant(models.Model):
     status = models.CharField(
         _("status"), max_length=10, choices=MerchantStatus.choices, default=MerchantStatus.PROSPECT
     )
+    # A manual override: a manager set this merchant's grid and owner explicitly. Redraws, the
+    # automatic ownership rules and the nightly stray check leave a locked merchant where it is.
+    assignment_locked = models.BooleanField(
+        _("assignment locked"),
+        default=False,
+        help_text=_("Set by a manager's explicit grid/owner assignment; kept across redraws."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import connection
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -189,6 +189,17 @@ FROM (
 ) t
 ORDER BY t.at DESC, t.rank DESC, t.id DESC
 LIMIT %s
+"""
+
+
+# The page, guarded by the merchant's visibility in the same statement (no lookup query first):
+# one row (visible, NULLs...) when the merchant has no items, (false, NULLs...) when it is out of
+# the user's scope. Starting with SELECT (not WITH) also keeps pghistory's middleware from
+# prefixing a set_config() statement to it (it skips statements that start with SELECT).
+GUARDED_SQL = """
+SELECT ok.visible, p.* FROM (SELECT EXISTS (__VISIBLE__) AS visible) ok
+LEFT JOIN (__PAGE__) p ON ok.visible
+ORDER BY p.at DESC, p.rank DESC, p.id DESC
 """
 
 
@@ -428,23 +439,52 @@ def merchant_timeline(
     with connection.cursor() as c:
         c.execute(sql, params)
         rows = c.fetchall()
+    return _page(rows, merchant.pk, limit)
+
+
+def merchant_timeline_if_visible(
+    *, merchant_id: int, user, before: str | None = None, limit: int = DEFAULT_LIMIT
+) -> dict | None:
+    """The same page for the merchant ``merchant_id``, or None when it does not exist or lies
+    outside ``user``'s view scope (``Merchant.objects.restrict(user)``), checked inside the one
+    statement: no merchant lookup first. With the scope already resolved in the request, this is
+    the request's only query of its own."""
+    cursor = Cursor.decode(before) if before else None
+    scope = resolve_scope(user, "view")
+    visible = Merchant.objects.restrict(user, "view").filter(pk=merchant_id).order_by().values("pk")
+    try:
+        visible_sql, visible_params = visible.query.sql_with_params()
+    except EmptyResultSet:  # no scope at all
+        return None
+    page_sql, page_params = _statement(merchant_id, user, scope, cursor, limit)
+    sql = GUARDED_SQL.replace("__VISIBLE__", visible_sql).replace("__PAGE__", page_sql)
+    with connection.cursor() as c:
+        c.execute(sql, [*visible_params, *page_params])
+        rows = c.fetchall()
+    if not rows or not rows[0][0]:
+        return None
+    return _page([row[1:] for row in rows if row[1] is not None], merchant_id, limit)
+
+
+def _page(rows, merchant_id: int, limit: int) -> dict:
     labels = _Labels()
     photo_url = _photo_url_template()
+    localtime = timezone.localtime
     items = []
     for kind, pk, at, rank, by_id, by_name, detail in rows[:limit]:
         item = {
             "type": kind,
             "id": pk,
-            "at": timezone.localtime(at),
+            "at": localtime(at),
             "cursor": Cursor(_us(at), rank, pk).encode(),
             "by": {"id": by_id, "display": by_name} if by_id and by_name else None,
         }
         if kind == "activity":
-            item["title"], item["activity"] = _activity(detail, merchant.pk, labels, photo_url)
+            item["title"], item["activity"] = _activity(detail, merchant_id, labels, photo_url)
         elif kind == "stage_change":
             item["title"], item["stage_change"] = _stage_change(detail, labels)
         else:
-            item["title"], item["merchant_event"] = _merchant_event(detail, merchant.pk, labels)
+            item["title"], item["merchant_event"] = _merchant_event(detail, merchant_id, labels)
         items.append(item)
     more = len(rows) > limit
     return {"results": items, "next_before": items[-1]["cursor"] if more and items else None}

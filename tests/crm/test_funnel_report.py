@@ -92,10 +92,28 @@ def test_the_period_is_respected(funnel):
     assert old["stages"] == zeros(lead=1) and old["activities"] == {"visit": 0, "call": 1, "event": 0}
 
 
-def test_one_query_each(funnel, django_assert_num_queries):
+def test_one_statement_for_the_whole_report(funnel, django_assert_num_queries):
     since, until = period()
-    with django_assert_num_queries(3):  # the user's memberships, stage changes, activities
+    with django_assert_num_queries(2):  # the user's memberships, then stage changes and activities together
         funnel_summary(user=funnel.branch_manager, sub_branch_id=funnel.sb1.pk, since=since, until=until)
+
+
+def test_api_report_document_has_every_key_and_rows_by_code(funnel, api_as):
+    """The document built by PostgreSQL: every stage and kind present (zeros included), totals
+    equal to the sum of the rows, rows ordered by grid code, dates as asked."""
+    body = api_as(funnel.regional_head).get(REPORT, {"since": "2024-01-01", "until": "2024-12-31"}).json()
+    assert body["since"] == "2024-01-01" and body["until"] == "2024-12-31"
+    assert body["stages"] == zeros() and body["activities"] == {"visit": 0, "call": 0, "event": 0}
+    assert body["results"] == []
+    body = api_as(funnel.regional_head).get(REPORT).json()
+    assert list(body["stages"]) == list(zeros()) and list(body["activities"]) == ["visit", "call", "event"]
+    codes = [row["code"] for row in body["results"]]
+    assert codes == sorted(codes)
+    for key in body["stages"]:
+        assert body["stages"][key] == sum(row["stages"][key] for row in body["results"])
+    for key in body["activities"]:
+        assert body["activities"][key] == sum(row["activities"][key] for row in body["results"])
+    assert all(set(row) == {"id", "name", "code", "stages", "activities"} for row in body["results"])
 
 
 def test_stage_counts_come_from_the_covering_index(funnel):

@@ -118,3 +118,27 @@ def crowd(world, merchants):
             for _ in range(n)
         ]
     return out
+
+
+def open_tab(browser, base_url: str, viewport: str, **context_options) -> Tab:
+    """A browser context of its own (own cookies: one per person of a journey) at a tablet size,
+    guarded like the ``tab`` fixture. ``context_options`` go to ``browser.new_context`` (for
+    example ``geolocation`` and ``permissions=["geolocation"]``). ``tab.context`` is the context:
+    close it at the end (``tab.context.close()``)."""
+    options = {"viewport": VIEWPORTS[viewport], "locale": "zh-CN", "has_touch": True, "device_scale_factor": 1}
+    context = browser.new_context(**{**options, **context_options})
+    context.set_default_timeout(15_000)
+    tab = Tab(context.new_page(), base_url, viewport)
+    tab.context = context
+
+    def guard(route):
+        tab.external_requests.append(route.request.url)
+        route.abort()
+
+    context.route(re.compile(r"^(?!" + re.escape(base_url) + r"/).*"), guard)
+    tab.page.on("pageerror", lambda exc: tab.errors.append(str(exc)))
+    tab.page.on(
+        "console",
+        lambda msg: tab.errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
+    )
+    return tab

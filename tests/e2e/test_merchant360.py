@@ -207,6 +207,16 @@ def test_permitted_user_unmasks_a_phone_and_it_is_logged(tab, world, shop, offic
     tab.assert_clean()
 
 
+def test_read_only_role_gets_no_log_panel(tab, world, shop):
+    # Mid-office reads the branch but works on no merchant: the page has no way to log a visit
+    # (the activities API refuses them anyway).
+    login(tab, "mid_office")
+    tab.page.goto(tab.url(f"/merchants/{shop.pk}/"))
+    tab.page.wait_for_selector("[data-testid=timeline] .tl-item")
+    assert tab.page.locator("#log, [data-testid=log-jump]").count() == 0
+    tab.assert_clean()
+
+
 def test_out_of_scope_merchant_is_a_404_page(tab, world, merchants):
     login(tab, "am_a")
     response = tab.page.goto(tab.url(f"/merchants/{merchants['grid_c'].pk}/"))
