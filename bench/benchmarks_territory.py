@@ -31,10 +31,14 @@ def rolled_back(fn):
     return out["v"]
 
 
+# The same question as the service: locked merchants (a manager's explicit choice) are skipped by
+# both sides. (The raw side still leaves out the service's shared-border tie-break and the owner
+# rules: those are the service's own work, measured against this bare spatial UPDATE.)
 ASSIGN_RAW_SQL = """
     UPDATE crm_merchant m SET grid_id = g.id, updated_at = now()
     FROM grids_grid g
     WHERE g.status = 'active' AND ST_Contains(g.geom, m.location) AND m.grid_id IS DISTINCT FROM g.id
+      AND NOT m.assignment_locked
 """
 
 

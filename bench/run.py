@@ -73,7 +73,10 @@ def git_commit() -> str | None:
         return None
 
 
-def profile(fn, runs: int = 20, top: int = 25) -> str:
+def profile(fn, runs: int = 20, top: int = 25, budget_s: float = 5.0, median_ms: float | None = None) -> str:
+    # A benchmark of seconds per call (assigning a whole city) is profiled once, not 20 times.
+    if median_ms:
+        runs = max(1, min(runs, int(budget_s * 1000 / median_ms)))
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(runs):
@@ -91,6 +94,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--only", help="run only benchmarks whose name contains this")
+    parser.add_argument("--skip", help="skip benchmarks whose name contains this")
     parser.add_argument("--profile", action="store_true", help="cProfile the endpoint of each benchmark")
     parser.add_argument("--db", help="database name (default gridcrm_bench_<scale>)")
     args = parser.parse_args(argv)
@@ -103,6 +107,10 @@ def main(argv=None) -> int:
     migrate_and_load(args.scale, args.seed)
     load_s = time.perf_counter() - t0
 
+    # Importing benchmarks_sync and benchmarks_territory registers their benchmarks in BENCHMARKS
+    # (issue 5: offline sync, issue 3: territory).
+    import bench.benchmarks_sync  # noqa: F401
+    import bench.benchmarks_territory  # noqa: F401
     from bench.benchmarks import BENCHMARKS, Context
     from bench.harness import measure
 
@@ -125,6 +133,8 @@ def main(argv=None) -> int:
     failed = False
     for make in BENCHMARKS:
         if args.only and args.only not in make.__name__:
+            continue
+        if args.skip and args.skip in make.__name__:
             continue
         case = make(ctx)
         print(f"\n== {case.name}")
@@ -166,7 +176,7 @@ def main(argv=None) -> int:
             for q, ms in b["queries"].items():
                 print(f"     {ms:8.2f} ms  {q}")
         if args.profile or not result["pass"]:
-            text = profile(case.endpoint)
+            text = profile(case.endpoint, median_ms=e["median_ms"])
             result["profile_top"] = text
             if args.profile:
                 print(text)

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from crm.api.activities import ActivityViewSet, PhotoViewSet, TaskViewSet
 from crm.api.funnel import FunnelReportViewSet, LeadStageChangeViewSet, LeadViewSet
 from crm.api.people import PersonViewSet
+from crm.api.sync import SyncViewSet
 from crm.api.tasks_api import HandoverViewSet, NotificationViewSet
 from crm.api.views import IndustryViewSet, MerchantLayerViewSet, MerchantViewSet
 from grids.api.io import GridExportViewSet, GridImportViewSet, PlaceExportViewSet, PlaceImportViewSet
@@ -46,6 +47,8 @@ router.register("reports/funnel", FunnelReportViewSet, basename="report-funnel")
 # Reminders (own only) and handovers 管户移交 (issue 4).
 router.register("notifications", NotificationViewSet, basename="notification")
 router.register("handovers", HandoverViewSet, basename="handover")
+# Offline sync for the tablet (issue 5): working set down, outbox and photos up, status.
+router.register("sync", SyncViewSet, basename="sync")
 # Map layers: lean GeoJSON built in SQL, separate from the detail serializers.
 router.register("layers/grids", GridLayerViewSet, basename="layer-grid")
 router.register("layers/places", PlaceLayerViewSet, basename="layer-place")

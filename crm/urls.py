@@ -1,6 +1,6 @@
 from django.urls import path
 
-from crm import views, views_handover, views_merchant, views_notifications
+from crm import views, views_field, views_handover, views_merchant, views_notifications
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,4 +11,8 @@ urlpatterns = [
     path("notifications/<int:pk>/read/", views_notifications.notification_read, name="notification-read"),
     path("handover/", views_handover.handover_page, name="handover"),
     path("handover/<int:pk>/", views_handover.handover_result, name="handover-result"),
+    # The account manager's offline field app (issue 5): shell, manifest, service worker (scope /field/).
+    path("field/", views_field.field_shell, name="field-shell"),
+    path("field/manifest.webmanifest", views_field.field_manifest, name="field-manifest"),
+    path("field/sw.js", views_field.field_service_worker, name="field-sw"),
 ]

@@ -317,3 +317,32 @@ class RedrawProposal(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} #{self.pk}"
+
+
+class RedrawMove(models.Model):
+    """One merchant a proposal moves, written at preview time so that applying is one
+    ``UPDATE … FROM grids_redrawmove`` (no JSON to load and ship back, and the stale checks of the
+    moved rows ride in that UPDATE's ``WHERE``). ``merchant_moves`` on the proposal keeps the
+    display copy (names, coordinates) for the diff.
+
+    Plain ids, not foreign keys: ``grids`` may not depend on ``crm`` (the merchant), and
+    ``to_grid_id`` may be the key of a grid the proposal creates (``redraw.NEW_BASE`` + n)."""
+
+    # No index of its own: the unique (proposal, merchant_id) index serves lookups by proposal.
+    proposal = models.ForeignKey(RedrawProposal, on_delete=models.CASCADE, related_name="moves", db_index=False)
+    merchant_id = models.BigIntegerField()
+    from_grid_id = models.BigIntegerField(null=True)
+    to_grid_id = models.BigIntegerField(null=True)
+    to_owner_id = models.BigIntegerField(null=True)
+    locked = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = _("redraw move")
+        verbose_name_plural = _("redraw moves")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["proposal", "merchant_id"],
+                name="redrawmove_once_per_merchant",
+                violation_error_message=_("A proposal moves a merchant at most once."),
+            )
+        ]

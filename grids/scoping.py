@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.apps import apps
 from django.contrib.gis.db import models
@@ -93,6 +93,41 @@ def scope_cache() -> Iterator[None]:
         _request_scopes.reset(token)
 
 
+# Grants: grids added to one user's scope for the length of a block (``scope_grant``). Kept apart
+# from the cache (applied on the way out of resolve_scope), so a grant never lands in a cached scope.
+_grants: ContextVar[dict[int, frozenset[int]] | None] = ContextVar("grids_scope_grants", default=None)
+
+
+@contextmanager
+def scope_grant(user, grid_ids) -> Iterator[None]:
+    """Within the block, ``user``'s scope for every action also covers the grids ``grid_ids``.
+
+    For a write that an earlier state of the world allowed and the current one no longer does (a
+    visit logged offline on a merchant reassigned meanwhile, crm.services.sync): the ordinary
+    service runs, with every other rule of it, as if ``user`` still held those grids. Only for
+    this user, only inside the block (a ContextVar: no other request, thread or user sees it);
+    nested grants add up; a user without an active membership gets just the granted grids; a
+    superuser is unaffected. The caller is responsible for having decided the grant is due."""
+    grid_ids = frozenset(grid_ids)
+    current = _grants.get() or {}
+    merged = {**current, user.pk: current.get(user.pk, frozenset()) | grid_ids}
+    token = _grants.set(merged)
+    try:
+        yield
+    finally:
+        _grants.reset(token)
+
+
+def _granted(user, scope: UserScope) -> UserScope:
+    grants = _grants.get()
+    if not grants or scope.everything:
+        return scope
+    extra = grants.get(user.pk)
+    if not extra or extra <= scope.grid_ids:
+        return scope
+    return replace(scope, user_id=user.pk, grid_ids=scope.grid_ids | extra)
+
+
 def _forget_scopes(**kwargs) -> None:
     cache = _request_scopes.get()
     if cache:
@@ -114,12 +149,12 @@ def resolve_scope(user, action: str = VIEW) -> UserScope:
     today = timezone.localdate()
     cache = _request_scopes.get()
     if cache is None:
-        return _resolve(user.pk, action, today)
+        return _granted(user, _resolve(user.pk, action, today))
     key = (user.pk, action, today)
     scope = cache.get(key)
     if scope is None:
         scope = cache[key] = _resolve(user.pk, action, today)
-    return scope
+    return _granted(user, scope)
 
 
 _MEMBERSHIP_SQL: tuple[str, tuple[str, ...]] | None = None

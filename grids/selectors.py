@@ -1,6 +1,8 @@
 """Reads about grids that need more than a filter."""
 
-from django.db.models import F, Q
+from django.apps import apps
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from grids.choices import GridStatus
@@ -10,6 +12,22 @@ from grids.models import Grid, Membership
 def grids_with_colour(queryset):
     """Grids annotated with their sub-branch's map colour (for the layer)."""
     return queryset.annotate(color=F("sub_branch__color"))
+
+
+def grids_with_merchant_count(queryset):
+    """Grids annotated with ``merchant_count``: the merchants filed under each (all of them: whoever
+    may see a grid sees its merchants). One count per grid on the merchant grid index (an
+    index-only scan), only for the grids of the page. The merchant model is looked up by name:
+    ``grids`` does not import ``crm``."""
+    merchant = apps.get_model("crm", "Merchant")
+    counts = (
+        merchant._base_manager.filter(grid_id=OuterRef("pk"))
+        .order_by()
+        .values("grid_id")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return queryset.annotate(merchant_count=Coalesce(Subquery(counts), 0))
 
 
 def grid_for_point(point) -> int | None:

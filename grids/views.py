@@ -14,7 +14,7 @@ from grids.choices import GRID_ROLES, ChannelRole, GridKind, GridStatus, PlaceKi
 from grids.models import Grid, Membership, SubBranch
 from grids.scoping import resolve_scope
 
-# Who draws and assigns grids: the territory page and its nav link (grids.templatetags.territory_nav).
+# Who draws and assigns grids: the territory page and its nav link (grids.templatetags.nav_links).
 # Mid-office is read-only and grid members hold single grids, so neither gets the page.
 TERRITORY_ROLES = (Role.BRANCH_MANAGER, Role.REGIONAL_HEAD)
 

@@ -361,3 +361,12 @@ def test_out_of_scope_page_answers_the_projects_404_in_chinese(world, merchants)
     assert 'data-testid="not-found"' in body
     assert merchants["grid_c"].name not in body
     assert '<html lang="zh-hans">' in body
+
+
+@pytest.mark.parametrize(
+    ("role", "shown"),
+    [("am_a", True), ("grid_leader_a", True), ("branch_manager", False), ("mid_office", False), ("nobody", False)],
+)
+def test_the_field_app_is_linked_for_grid_teams(world, role, shown):
+    body = html(client_for(getattr(world, role)).get(reverse("home")))
+    assert (f'href="{reverse("field-shell")}"' in body) is shown

@@ -11,9 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from core.middleware import ScopeCacheMiddleware
+from crm.models import Merchant
 from grids.models import Membership
-from grids.scoping import _request_scopes, resolve_scope, scope_cache
-from tests.factories import MerchantFactory
+from grids.scoping import ACTIONS, _request_scopes, resolve_scope, scope_cache, scope_grant
+from tests.factories import MerchantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +91,35 @@ def test_a_membership_that_ends_is_seen_by_the_next_request(world, api_as):
     assert client.get("/api/v1/merchants/").json()["results"] == []
     assert client.get(f"/api/v1/merchants/{m.pk}/timeline/").status_code == 404
     assert client.get("/api/v1/merchants/my/").json()["count"] == 0
+
+
+def test_scope_grant_widens_one_user_for_the_block_only(world):
+    m = MerchantFactory(grid=world.grid_b)
+    with scope_grant(world.am_a, [world.grid_b.pk]):
+        for action in ACTIONS:
+            assert resolve_scope(world.am_a, action).grid_ids == {world.grid_a.pk, world.grid_b.pk}
+        assert Merchant.objects.restrict(world.am_a, "change").filter(pk=m.pk).exists()
+        assert world.grid_b.pk not in resolve_scope(world.am_c).grid_ids  # another user: untouched
+        with scope_grant(world.am_a, [world.grid_c.pk]):  # nested grants add up
+            assert resolve_scope(world.am_a).grid_ids == {world.grid_a.pk, world.grid_b.pk, world.grid_c.pk}
+        assert resolve_scope(world.am_a).grid_ids == {world.grid_a.pk, world.grid_b.pk}
+    assert resolve_scope(world.am_a).grid_ids == {world.grid_a.pk}
+    assert not Merchant.objects.restrict(world.am_a, "change").filter(pk=m.pk).exists()
+
+
+def test_scope_grant_never_lands_in_the_request_cache(world):
+    with scope_cache():
+        assert resolve_scope(world.am_a).grid_ids == {world.grid_a.pk}
+        with scope_grant(world.am_a, [world.grid_b.pk]):
+            assert queries(lambda: resolve_scope(world.am_a)) == 0  # the cached scope, widened
+            assert resolve_scope(world.am_a).grid_ids == {world.grid_a.pk, world.grid_b.pk}
+        assert resolve_scope(world.am_a).grid_ids == {world.grid_a.pk}
+
+
+def test_scope_grant_for_a_user_without_membership_and_a_superuser(world):
+    nobody = UserFactory(username="nobody")
+    boss = UserFactory(username="boss", is_superuser=True)
+    with scope_grant(nobody, [world.grid_b.pk]), scope_grant(boss, [world.grid_b.pk]):
+        assert resolve_scope(nobody, "change").grid_ids == {world.grid_b.pk}
+        assert resolve_scope(boss).everything
+    assert resolve_scope(nobody).empty

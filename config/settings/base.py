@@ -60,7 +60,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 AUTH_USER_MODEL = "grids.User"
-# Database sessions that ignore malformed cookies (a NUL byte in sessionid was a 500).
+# Sessions read through the cache (Redis, CACHES below) and stored in the database (Django's
+# cached_db), ignoring malformed cookies (a NUL byte in sessionid was a 500). See core/sessions.py.
 SESSION_ENGINE = "core.sessions"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -201,6 +202,17 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ---------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
+
+# --- Cache ----------------------------------------------------------------------------------
+# Redis: what the sessions are read from (core.sessions). A key prefix keeps it apart from the
+# Celery queue when both share one Redis database.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("REDIS_CACHE_URL", default=REDIS_URL),
+        "KEY_PREFIX": "gridcrm",
+    }
+}
 CELERY_RESULT_BACKEND = None
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True  # a task killed mid-way is re-delivered, not lost

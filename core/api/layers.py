@@ -19,12 +19,16 @@ class LayerViewSet(RestrictedViewSetMixin, viewsets.GenericViewSet):
     def get_layer_queryset(self, queryset):
         return queryset
 
+    def get_layer_fields(self) -> list[str]:
+        """The properties of each feature (``values()`` names); a layer may add opt-in ones."""
+        return self.layer_fields
+
     # filters=True: the response is one object, so drf-spectacular would not document the
     # filterset's query parameters (bbox, grid...) and clients and fuzzers would never send them.
     @extend_schema(filters=True, responses={(200, "application/geo+json"): OpenApiTypes.OBJECT})
     def list(self, request, *args, **kwargs):
         qs = self.get_layer_queryset(self.filter_queryset(self.get_queryset()))
         text, _n, _truncated = feature_collection(
-            qs, geom_column=self.geom_column, fields=self.layer_fields, limit=settings.MAP_LAYER_MAX_FEATURES
+            qs, geom_column=self.geom_column, fields=self.get_layer_fields(), limit=settings.MAP_LAYER_MAX_FEATURES
         )
         return HttpResponse(text, content_type="application/geo+json")

@@ -44,9 +44,11 @@ class MerchantSerializer(serializers.ModelSerializer):
             "status",
             "created_at",
             "updated_at",
+            "version",
             "confirm_not_duplicate",
         ]
-        read_only_fields = ["grid", "created_at", "updated_at"]
+        # version: the ETag of GET /merchants/{id}/ and the base_version of an offline edit.
+        read_only_fields = ["grid", "created_at", "updated_at", "version"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

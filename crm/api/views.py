@@ -1,5 +1,7 @@
 import json
 
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.utils.translation import gettext as _
@@ -22,8 +24,12 @@ from crm.selectors.profile import merchant_profile
 from crm.selectors.relations import related_merchants
 from crm.selectors.timeline import merchant_timeline_if_visible, parse_limit
 from crm.services.duplicates import merchant_duplicate_candidates
+from crm.services.merchants import _owner_serves_grid, merchant_assign
 from crm.services.merge import merchants_merge
+from grids.choices import GridStatus
 from grids.scoping import resolve_scope
+from grids.services._scope import drawable_grids, drawable_sub_branches
+from grids.services.ownership import grid_owner_for
 
 
 class IndustryViewSet(RestrictedReadOnlyViewSet):
@@ -41,6 +47,35 @@ class _Duplicates(Exception):
 
 def _has_candidates(found: dict) -> bool:
     return bool(found["candidates"] or found["hidden"])
+
+
+def merchant_etag(merchant_id: int, version: int) -> str:
+    """The ETag of a merchant's representation: its id and version (weak: the JSON bytes may differ
+    by language or PII masking, the record does not)."""
+    return f'W/"m{merchant_id}-v{version}"'
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """``If-Match``: ``*`` or any of the listed tags, compared without their weak prefix."""
+
+    def bare(tag: str) -> str:
+        tag = tag.strip()
+        return tag[2:] if tag.startswith("W/") else tag
+
+    return any(tag.strip() == "*" or bare(tag) == bare(etag) for tag in header.split(","))
+
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The ETag of the version you edited. A stale one is refused (412) and nothing is written; "
+    "without the header the save goes through (web forms).",
+)
+STALE_RESPONSE = OpenApiResponse(
+    OpenApiTypes.OBJECT, description="Precondition failed: ``detail`` and the ``current`` representation."
+)
 
 
 class MyMerchantSerializer(serializers.Serializer):
@@ -62,6 +97,41 @@ class MyMerchantPageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = MyMerchantSerializer(many=True)
+
+
+class MerchantAssignInputSerializer(serializers.Serializer):
+    """POST body of merchants/<id>/assign/: a manager's manual override of grid and owner."""
+
+    grid = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, required=False, help_text="A grid you manage (required when locking)."
+    )
+    owner = serializers.IntegerField(
+        min_value=1,
+        max_value=2**31 - 1,
+        required=False,
+        allow_null=True,
+        help_text="A member of that grid; null: the grid's unassigned pool (required when locking).",
+    )
+    lock = serializers.BooleanField(
+        default=True,
+        help_text="false releases the merchant to automatic assignment (grid and owner are then ignored).",
+    )
+
+    def validate(self, attrs):
+        if attrs["lock"]:
+            missing = [name for name in ("grid", "owner") if name not in attrs]
+            if missing:
+                raise serializers.ValidationError({name: [_("This field is required.")] for name in missing})
+        return attrs
+
+
+class MerchantAssignmentSerializer(MerchantSerializer):
+    """A merchant after a manual (un)assignment, with its ``assignment_locked`` mark."""
+
+    assignment_locked = serializers.BooleanField(read_only=True)
+
+    class Meta(MerchantSerializer.Meta):
+        fields = [*MerchantSerializer.Meta.fields, "assignment_locked"]
 
 
 class MerchantViewSet(RestrictedModelViewSet):
@@ -163,6 +233,47 @@ class MerchantViewSet(RestrictedModelViewSet):
         )
         return Response(found)
 
+    # -- ETag / If-Match (offline edits, issue 5) ---------------------------------------------------
+
+    def retrieve(self, request, *args, **kwargs):
+        """A merchant, with an ``ETag`` (id + version) to send back as ``If-Match`` when editing."""
+        response = super().retrieve(request, *args, **kwargs)
+        response["ETag"] = merchant_etag(response.data["id"], response.data["version"])
+        return response
+
+    @extend_schema(parameters=[IF_MATCH], responses={200: MerchantSerializer, 412: STALE_RESPONSE})
+    def update(self, request, *args, **kwargs):
+        """Edit a merchant. With ``If-Match``, only if it is still the version you edited (the row is
+        locked while comparing, so two editors of the same version cannot both win)."""
+        if_match = request.headers.get("If-Match")
+        with transaction.atomic():
+            if if_match is not None:
+                merchant = self.get_object()
+                version = (
+                    Merchant.objects.select_for_update(of=("self",))
+                    .filter(pk=merchant.pk)
+                    .values_list("version", flat=True)
+                    .get()
+                )
+                if not etag_matches(if_match, merchant_etag(merchant.pk, version)):
+                    merchant.refresh_from_db()
+                    return Response(
+                        {
+                            "detail": _("Someone changed this merchant meanwhile: review their version."),
+                            "current": self.get_serializer(merchant).data,
+                        },
+                        status=status.HTTP_412_PRECONDITION_FAILED,
+                        headers={"ETag": merchant_etag(merchant.pk, merchant.version)},
+                    )
+            response = super().update(request, *args, **kwargs)
+        if response.status_code == status.HTTP_200_OK:
+            response["ETag"] = merchant_etag(response.data["id"], response.data["version"])
+        return response
+
+    @extend_schema(parameters=[IF_MATCH], responses={200: MerchantSerializer, 412: STALE_RESPONSE})
+    def partial_update(self, request, *args, **kwargs):
+        return super().partial_update(request, *args, **kwargs)
+
     # -- My merchants -------------------------------------------------------------------------------
 
     @extend_schema(
@@ -255,6 +366,68 @@ class MerchantViewSet(RestrictedModelViewSet):
         result = merchants_merge(keep=keep, drop=drop, by=request.user)
         keep.refresh_from_db()
         return Response({**result, "merchant": MerchantSerializer(keep, context=self.get_serializer_context()).data})
+
+    # -- Manual override (issue 3) ------------------------------------------------------------------
+
+    @extend_schema(request=MerchantAssignInputSerializer, responses={200: MerchantAssignmentSerializer})
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        """A manager's explicit assignment: put the merchant in ``grid`` with ``owner`` and lock it
+        (``assignment_locked``): redraws, the ownership rules and the nightly check leave it there.
+        ``lock: false`` releases it, as ``unlock`` does. Branch managers and regional heads only
+        (403 for the others); the merchant and the grid must be theirs to manage (404 / 400)."""
+        merchant = self._merchant_to_assign(request)
+        body = MerchantAssignInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if not data["lock"]:
+            return self._assignment_response(self._release(merchant, request.user))
+        if drawable_grids(request.user).filter(pk=data["grid"], status=GridStatus.RETIRED).exists():
+            raise serializers.ValidationError({"grid": [_("A retired grid cannot take merchants.")]})
+        return self._assignment_response(
+            self._assign(merchant, request.user, grid=data["grid"], owner=data["owner"], lock=True)
+        )
+
+    @extend_schema(request=None, responses={200: MerchantAssignmentSerializer})
+    @action(detail=True, methods=["post"])
+    def unlock(self, request, pk=None):
+        """Release a manual override: the merchant follows its location again (its grid's owner
+        stays when the grid does not change; otherwise the new grid's rule gives the owner)."""
+        return self._assignment_response(self._release(self._merchant_to_assign(request), request.user))
+
+    def _merchant_to_assign(self, request) -> Merchant:
+        # Seen as a change of the merchant (a POST would map to "add"): out of that scope is a 404.
+        merchant = Merchant.objects.restrict(request.user, "change").filter(pk=self.kwargs["pk"]).first()
+        if merchant is None:
+            raise Http404
+        if not drawable_sub_branches(request.user).exists():
+            raise PermissionDenied(_("Only branch managers and regional heads assign merchants by hand."))
+        return merchant
+
+    def _release(self, merchant: Merchant, by) -> Merchant:
+        owner = merchant.owner_id
+        if merchant.grid_id is not None and (owner is None or not _owner_serves_grid(owner, merchant.grid_id)):
+            owner = grid_owner_for(grid_id=merchant.grid_id)
+        return self._assign(merchant, by, grid=None, owner=owner, lock=False)
+
+    def _assign(self, merchant: Merchant, by, **kwargs) -> Merchant:
+        try:
+            with transaction.atomic():
+                merchant = merchant_assign(merchant=merchant, by=by, **kwargs)
+                # Re-check inside the transaction: a release follows the location, which may lie in
+                # grids ``by`` does not hold; nobody moves a merchant out of their own scope.
+                if not Merchant.objects.restrict(by, "change").filter(pk=merchant.pk).exists():
+                    field = "lock" if not kwargs["lock"] else "grid"
+                    raise DjangoValidationError(
+                        {field: [_("This would move the merchant outside the grids you may work in.")]}
+                    )
+        except ObjectDoesNotExist:
+            raise Http404 from None
+        return merchant
+
+    def _assignment_response(self, merchant: Merchant) -> Response:
+        merchant = Merchant.objects.select_related("grid").get(pk=merchant.pk)
+        return Response(MerchantAssignmentSerializer(merchant, context=self.get_serializer_context()).data)
 
 
 class MerchantLayerViewSet(LayerViewSet):

@@ -754,10 +754,11 @@ class DemoBuilder(AccountSteps):
                     CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(d.lon, d.lat), 4326) AS location) l
                 )
                 INSERT INTO crm_merchant (name, credit_code, industry_id, location, address, place_id,
-                                          grid_id, owner_id, status, created_at, updated_at, assignment_locked)
+                                          grid_id, owner_id, status, created_at, updated_at, assignment_locked,
+                                          version)
                 SELECT s.name, s.credit_code, s.industry_id, s.location, s.address, s.place_id,
                        s.grid_id, am.user_id, s.status, to_timestamp(s.created_s), to_timestamp(s.created_s),
-                       false
+                       false, 1
                 FROM s
                 LEFT JOIN demo_grid_am am ON am.grid_id = s.grid_id AND am.idx = floor(s.pick * am.n)::int
                 ORDER BY s.k

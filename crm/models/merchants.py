@@ -4,7 +4,7 @@ import pghistory
 from django.conf import settings
 from django.contrib.gis.db import models
 from django.contrib.postgres.indexes import GinIndex, GistIndex
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from crm.choices import MerchantStatus
@@ -83,6 +83,13 @@ class Merchant(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    # Optimistic concurrency (issue 5): exposed as the API's ETag and as the sync's base_version.
+    # Every save() of an existing row adds one *in the database* (F + 1, see save()), so two
+    # concurrent saves never produce the same version. QuerySet.update() paths (bulk grid
+    # assignment, handover's owner change) move grid/owner only and leave it alone.
+    version = models.PositiveIntegerField(
+        _("version"), default=1, editable=False, help_text=_("Incremented on every save of the merchant.")
+    )
 
     objects = RestrictedManager()
     scope_path = "via_grid"
@@ -108,6 +115,51 @@ class Merchant(models.Model):
 
     def __str__(self):
         return self.name
+
+    def save(self, *args, **kwargs):
+        """Saving an existing merchant increments ``version`` in the database (``F("version") + 1``
+        in the UPDATE itself, so concurrent saves serialise on the row), then reads it back."""
+        if self._state.adding or self.pk is None:
+            return super().save(*args, **kwargs)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "version"}
+        before, self.version = self.version, F("version") + 1
+        try:
+            super().save(*args, **kwargs)
+        except BaseException:
+            self.version = before
+            raise
+        self.version = type(self)._base_manager.filter(pk=self.pk).values_list("version", flat=True).first()
+
+
+class MerchantSyncEdit(models.Model):
+    """A merchant created or edited on a tablet while offline and received by ``POST /sync/``:
+    the device's id for the change (idempotency: the same id again is answered "duplicate"), the
+    device's clock, the server's receive time, and the version the change produced."""
+
+    class Kind(models.TextChoices):
+        CREATE = "create", _("Created offline")
+        UPDATE = "update", _("Edited offline")
+
+    client_uuid = models.UUIDField(unique=True)
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="sync_edits")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    base_version = models.PositiveIntegerField(null=True, blank=True)
+    version = models.PositiveIntegerField()
+    device_time = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RestrictedManager()
+    scope_path = "via_merchant"
+
+    class Meta:
+        verbose_name = _("offline merchant edit")
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self):
+        return f"{self.kind} {self.merchant_id} v{self.version}"
 
 
 class GridCheckRun(models.Model):

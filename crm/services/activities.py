@@ -4,14 +4,17 @@ follow-up task an activity's next step becomes."""
 from __future__ import annotations
 
 import datetime
+import json
+import math
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.gis.db.models import PointField
 from django.contrib.gis.db.models.functions import Distance
 from django.contrib.gis.geos import Point
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -20,6 +23,10 @@ from crm.choices import ActivityKind, CheckinFlag, TaskStatus
 from crm.models import Activity, EventAttendance, Lead, Merchant, Person, Task
 from crm.services.leads import CLOCK_SKEW, lead_advance_stage
 from grids.models import Grid
+from grids.scoping import resolve_scope, scope_q
+
+#: ActivityKind.values is rebuilt on every access.
+_KINDS = frozenset(ActivityKind.values)
 
 #: Errors of the stage move, renamed to the activity's own fields.
 _ADVANCE_FIELDS = {"to_stage": "advance_to", "activity": "advance_lead", "at": "occurred_at"}
@@ -76,6 +83,68 @@ def _check_attendees(*, by, merchants: list[Merchant], persons: list[Person]) ->
         raise ValidationError({"attendees": [_("Some attendees are not merchants or people you can see.")]})
 
 
+# -- The rules of a log entry, shared by activity_log and activity_log_many (never two copies) ----
+# Each raises ValidationError naming the field. None of them queries the database: the bulk path
+# runs them per item in Python, then checks scope for the whole batch at once.
+
+
+def _check_start(*, kind: str, occurred_at: datetime.datetime, now: datetime.datetime) -> None:
+    _not_in_future("occurred_at", occurred_at, now)
+    if kind not in _KINDS:
+        raise ValidationError({"kind": [_("Unknown kind of activity.")]})
+
+
+def _check_touch(*, merchant, attendees: bool, event_type: str) -> None:
+    """A visit or call (before its scope is checked)."""
+    if merchant is None:
+        raise ValidationError({"merchant": [_("A visit or call needs a merchant.")]})
+    if attendees:
+        raise ValidationError({"attendees": [_("Only an event has attendees.")]})
+    if event_type:
+        raise ValidationError({"event_type": [_("Only an event has an event type.")]})
+
+
+def _check_in_a_grid(grid_id: int | None) -> None:
+    if grid_id is None:
+        raise ValidationError({"merchant": [_("The merchant lies in no grid.")]})
+
+
+def _check_details(
+    *,
+    kind: str,
+    occurred_at: datetime.datetime,
+    now: datetime.datetime,
+    checkin,
+    checkin_accuracy_m,
+    checkout_at,
+    next_step: str,
+    next_due_at,
+    advance_lead,
+    advance_to,
+    checkin_xy: tuple[float, float] | None = None,
+) -> None:
+    """Check-in, check-out, next step and lead move (after the merchant or grid is known).
+    ``checkin_xy``: the check-in's (lon, lat), read once by the caller (each GEOS read costs)."""
+    if kind != ActivityKind.VISIT and (checkin is not None or checkin_accuracy_m is not None or checkout_at):
+        raise ValidationError({"checkin": [_("Only a visit has a check-in.")]})
+    if checkin_xy is not None and not all(math.isfinite(c) for c in checkin_xy):
+        raise ValidationError({"checkin": [_("This is not a position.")]})
+    if checkin_accuracy_m is not None:
+        if checkin is None:
+            raise ValidationError({"checkin_accuracy_m": [_("An accuracy needs a check-in position.")]})
+        if not (0 <= checkin_accuracy_m < 1e7):
+            raise ValidationError({"checkin_accuracy_m": [_("The accuracy is a distance in metres.")]})
+    if checkout_at is not None and checkout_at < occurred_at:
+        raise ValidationError({"checkout_at": [_("Check-out cannot be before check-in.")]})
+    _not_in_future("checkout_at", checkout_at, now)
+    if next_due_at is not None and not next_step:
+        raise ValidationError({"next_step": [_("A due date needs a next step.")]})
+    if next_due_at is not None and next_due_at < occurred_at:
+        raise ValidationError({"next_due_at": [_("The next step cannot be due before the activity.")]})
+    if advance_to and advance_lead is None:
+        raise ValidationError({"advance_lead": [_("Say which lead to move.")]})
+
+
 def activity_log(
     *,
     by,
@@ -111,9 +180,7 @@ def activity_log(
       activity. If the move is illegal nothing at all is written."""
     now = timezone.now()
     occurred_at = occurred_at or now
-    _not_in_future("occurred_at", occurred_at, now)
-    if kind not in ActivityKind.values:
-        raise ValidationError({"kind": [_("Unknown kind of activity.")]})
+    _check_start(kind=kind, occurred_at=occurred_at, now=now)
     attendee_merchants, attendee_persons = _split_attendees(attendees)
 
     if kind == ActivityKind.EVENT:
@@ -127,34 +194,25 @@ def activity_log(
             raise ValidationError({"grid": [_("This grid is outside the grids you may work in.")]})
         _check_attendees(by=by, merchants=attendee_merchants, persons=attendee_persons)
     else:
-        if merchant is None:
-            raise ValidationError({"merchant": [_("A visit or call needs a merchant.")]})
-        if attendee_merchants or attendee_persons:
-            raise ValidationError({"attendees": [_("Only an event has attendees.")]})
-        if event_type:
-            raise ValidationError({"event_type": [_("Only an event has an event type.")]})
+        _check_touch(merchant=merchant, attendees=attendee_merchants or attendee_persons, event_type=event_type)
         merchant = Merchant.objects.restrict(by, "change").filter(pk=merchant.pk).select_related("owner").first()
         if merchant is None:
             raise ValidationError({"merchant": [_("You may not work on this merchant.")]})
-        if merchant.grid_id is None:
-            raise ValidationError({"merchant": [_("The merchant lies in no grid.")]})
+        _check_in_a_grid(merchant.grid_id)
 
-    if kind != ActivityKind.VISIT and (checkin is not None or checkin_accuracy_m is not None or checkout_at):
-        raise ValidationError({"checkin": [_("Only a visit has a check-in.")]})
-    if checkin_accuracy_m is not None:
-        if checkin is None:
-            raise ValidationError({"checkin_accuracy_m": [_("An accuracy needs a check-in position.")]})
-        if not (0 <= checkin_accuracy_m < 1e7):
-            raise ValidationError({"checkin_accuracy_m": [_("The accuracy is a distance in metres.")]})
-    if checkout_at is not None and checkout_at < occurred_at:
-        raise ValidationError({"checkout_at": [_("Check-out cannot be before check-in.")]})
-    _not_in_future("checkout_at", checkout_at, now)
-    if next_due_at is not None and not next_step:
-        raise ValidationError({"next_step": [_("A due date needs a next step.")]})
-    if next_due_at is not None and next_due_at < occurred_at:
-        raise ValidationError({"next_due_at": [_("The next step cannot be due before the activity.")]})
-    if advance_to and advance_lead is None:
-        raise ValidationError({"advance_lead": [_("Say which lead to move.")]})
+    _check_details(
+        kind=kind,
+        occurred_at=occurred_at,
+        now=now,
+        checkin=checkin,
+        checkin_accuracy_m=checkin_accuracy_m,
+        checkout_at=checkout_at,
+        next_step=next_step,
+        next_due_at=next_due_at,
+        advance_lead=advance_lead,
+        advance_to=advance_to,
+        checkin_xy=checkin.coords[:2] if checkin is not None else None,
+    )
 
     activity = Activity(
         kind=kind,
@@ -261,3 +319,412 @@ def task_complete(*, task: Task, by, at: datetime.datetime | None = None) -> Tas
         locked.save(update_fields=["status", "done_at"])
     task.status, task.done_at = locked.status, locked.done_at
     return locked
+
+
+# -- Many visits and calls at once (offline sync) ----------------------------------------------------
+
+CREATED, DUPLICATE, REJECTED = "created", "duplicate", "rejected"
+
+
+@dataclass
+class LogResult:
+    """What became of one item of ``activity_log_many``: ``created`` (``id`` of the new row),
+    ``duplicate`` (its client UUID was already stored by the same user: ``id`` of that row) or
+    ``rejected`` (``error``, the ValidationError activity_log would have raised). ``row``: the
+    values a bulk-created row was written with (``checkin_distance_m``, ``checkin_flag`` and
+    ``received_at`` included); ``activity`` builds the Activity on first use (most callers need
+    only the values: an instance per row cost as much as its share of the INSERT)."""
+
+    status: str
+    id: int | None = None
+    error: ValidationError | None = None
+    row: dict | None = None
+    instance: Activity | None = None
+
+    @property
+    def activity(self) -> Activity | None:
+        if self.instance is None and self.id is not None:
+            if self.row is not None:
+                self.instance = _saved_activity(self.row, self.id)
+            else:
+                self.instance = Activity.objects.get(pk=self.id)
+        return self.instance
+
+
+#: Fields of activity_log an item of activity_log_many may carry.
+_MANY_FIELDS = frozenset(
+    {
+        "kind",
+        "merchant",
+        "occurred_at",
+        "notes",
+        "outcome",
+        "intent",
+        "next_step",
+        "next_due_at",
+        "checkin",
+        "checkin_accuracy_m",
+        "checkout_at",
+        "title",
+        "event_type",
+        "attendees",
+        "grid",
+        "advance_lead",
+        "advance_to",
+        "client_uuid",
+        "device_time",
+    }
+)
+
+# The rows of a batch, the merchant's distance and the check-in flag computed in the same statement,
+# the scope re-checked on the merchant as it is at the insert (activity_log re-checks after its
+# write for the same reason), a UUID already stored left alone. {scope} is restrict()'s sub-select.
+_INSERT_MANY = """
+INSERT INTO crm_activity (kind, merchant_id, grid_id, by_id, occurred_at, title, event_type, notes, outcome,
+                          intent, next_step, checkin_location, checkin_accuracy_m, checkin_distance_m,
+                          checkin_flag, checkout_at, client_uuid, device_time, received_at)
+SELECT i.kind, m.id, m.grid_id, %s, i.at, '', '', i.notes, i.outcome, i.intent, i.next_step,
+       i.pt, i.acc, d.m,
+       CASE WHEN i.pt IS NULL THEN ''
+            WHEN d.m > %s THEN 'too_far'
+            WHEN i.acc IS NULL OR i.acc > %s THEN 'poor_accuracy'
+            ELSE 'ok' END,
+       i.checkout, i.u, i.device_time, %s
+FROM (
+    SELECT u.*, CASE WHEN u.lon IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) END AS pt
+    FROM json_to_recordset(%s::json)
+         AS u(n int, u uuid, kind text, mid bigint, at timestamptz, notes text, outcome text, intent text,
+              next_step text, lon float8, lat float8, acc float8, checkout timestamptz, device_time timestamptz)
+) i
+JOIN crm_merchant m ON m.id = i.mid AND m.grid_id IS NOT NULL AND m.id IN ({scope})
+CROSS JOIN LATERAL (
+    SELECT ST_Distance(m.location::geography, i.pt::geography) AS m
+) d
+ORDER BY i.n
+ON CONFLICT (client_uuid) DO NOTHING
+RETURNING id, client_uuid, checkin_distance_m, checkin_flag
+"""
+
+
+def activity_log_many(*, by, items: list[dict]) -> list[LogResult]:
+    """Log many visits and calls of ``by`` at once (an offline outbox), each item answered on its own
+    (a list of LogResult, in the order of ``items``), with the rules of ``activity_log``.
+
+    Each item holds ``activity_log``'s keyword arguments and must carry a ``client_uuid`` (the
+    idempotency key); ``merchant`` may be an id, ``checkin`` a ``(lon, lat)`` tuple in WGS 84.
+    The same checks run (shared functions, in the same order, so a rejected item gets the error
+    activity_log would give), but set-based: the items are validated in Python without a query
+    each; the merchants' scope is read in one query; every valid row is written by one
+    ``INSERT … SELECT … FROM json_to_recordset(…) ON CONFLICT (client_uuid) DO NOTHING RETURNING``
+    that computes the check-in distance (geography, as ``checkin_distance_m``) and flag (same
+    settings as ``checkin_flag``) and re-checks the scope on the merchant as it stands then; a
+    UUID already stored is looked up in one query (``by``'s own: duplicate; someone else's:
+    rejected); the follow-up tasks are one bulk insert. Rare items go through ``activity_log``
+    itself, one by one, each in its savepoint: a lead to advance, an event, a title.
+    A created row comes back as a loaded Activity whose ``checkin_location`` is deferred.
+
+    Scope is ``restrict(by, "change")`` as resolve_scope() answers it, so a caller's
+    ``grids.scoping.scope_grant()`` applies here as it does to activity_log. Run inside the
+    caller's transaction (one is opened if there is none)."""
+    # No savepoint of its own (two statements): nothing in it fails on an item's account; a
+    # database error fails the caller's transaction, which is what the caller's savepoint is for.
+    with transaction.atomic(savepoint=False):
+        return _log_many(by=by, items=items)
+
+
+def _log_many(*, by, items: list[dict]) -> list[LogResult]:
+    now = timezone.now()
+    results: list[LogResult | None] = [None] * len(items)
+    first: dict[uuid.UUID, int] = {}
+    again: list[int] = []  # a UUID repeated in the batch: answered after its first occurrence
+    bulk: list[tuple[int, dict, tuple | None]] = []  # (n, the row's values, check-in (lon, lat))
+    one_by_one: list[int] = []  # a lead to advance, an event, a title: activity_log itself
+    for n, item in enumerate(items):
+        unknown = set(item) - _MANY_FIELDS
+        if unknown or item.get("client_uuid") is None:
+            raise TypeError(f"activity_log_many: every item needs a client_uuid; unknown keys {sorted(unknown)}")
+        cu = item["client_uuid"]
+        if cu in first:
+            again.append(n)
+            continue
+        first[cu] = n
+        kind = item.get("kind")
+        if (
+            kind == ActivityKind.EVENT
+            or item.get("advance_lead") is not None
+            or item.get("advance_to")
+            or item.get("title")
+            or item.get("attendees")
+        ):
+            one_by_one.append(n)
+    one_by_one_set = set(one_by_one)
+
+    # Scope of every merchant named, in one query.
+    def merchant_id(item):
+        m = item.get("merchant")
+        return m.pk if isinstance(m, Merchant) else m
+
+    # restrict(by, "change"), resolved once for both statements that apply it.
+    wanted = {merchant_id(items[n]) for n in first.values() if n not in one_by_one_set} - {None}
+    in_scope = Merchant.objects.none()
+    scoped = {}
+    if wanted and getattr(by, "is_authenticated", False):
+        q = scope_q(Merchant, by, "change", scope=resolve_scope(by, "change"))
+        in_scope = Merchant.objects.filter(q) if q is not None else Merchant.objects.all()
+        scoped = {
+            pk: (grid_id, owner_id)
+            for pk, grid_id, owner_id in in_scope.filter(pk__in=wanted).values_list("pk", "grid_id", "owner_id")
+        }
+
+    # The rules, per item, in Python.
+    for n in first.values():
+        if n in one_by_one_set:
+            continue
+        item = items[n]
+        try:
+            row, lon_lat = _validated_row(by=by, item=item, scoped=scoped, merchant_id=merchant_id(item), now=now)
+        except ValidationError as exc:
+            results[n] = LogResult(REJECTED, error=exc)
+        else:
+            bulk.append((n, row, lon_lat))
+
+    created = _insert_many(by=by, rows=bulk, in_scope=in_scope.filter(pk__in=list(scoped)), now=now)
+    for n, row, _xy in bulk:
+        if row["client_uuid"] in created:
+            pk, distance, flag = created[row["client_uuid"]]
+            row["checkin_distance_m"], row["checkin_flag"], row["received_at"] = distance, flag, now
+            results[n] = LogResult(CREATED, id=pk, row=row)
+
+    # Not written: stored before (duplicate or someone else's), or the merchant left the scope.
+    # The items logged one by one are looked up in the same query.
+    missing = {row["client_uuid"] for n, row, _xy in bulk if results[n] is None}
+    missing |= {items[n]["client_uuid"] for n in one_by_one}
+    stored = {}
+    if missing:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT client_uuid, id, by_id FROM {Activity._meta.db_table} WHERE client_uuid = ANY(%s::uuid[])",
+                [[str(cu) for cu in missing]],
+            )
+            stored = {cu: (pk, by_id) for cu, pk, by_id in cursor.fetchall()}
+    for n, row, _xy in bulk:
+        if results[n] is None:
+            results[n] = _stored_result(stored.get(row["client_uuid"]), by) or LogResult(
+                REJECTED, error=ValidationError({"merchant": [_("You may not work on this merchant.")]})
+            )
+
+    # Follow-up tasks of the new rows, in one insert (the owner: the merchant's, else ``by``).
+    tasks = [
+        Task(
+            owner_id=scoped[row["merchant_id"]][1] or by.pk,
+            merchant_id=row["merchant_id"],
+            activity_id=results[n].id,
+            title=row["next_step"],
+            due_at=items[n]["next_due_at"],
+        )
+        for n, row, _xy in bulk
+        if results[n].status == CREATED and row["next_step"] and items[n].get("next_due_at") is not None
+    ]
+    if tasks:
+        Task.objects.bulk_create(tasks)
+
+    # The rare ones (a lead to advance, an event): activity_log itself, each in its savepoint.
+    for n in one_by_one:
+        item = items[n]
+        found = _stored_result(stored.get(item["client_uuid"]), by)
+        if found is not None:
+            results[n] = found
+            continue
+        if isinstance(item.get("merchant"), int):
+            item = {**item, "merchant": Merchant(pk=item["merchant"])}  # activity_log reads it itself
+        if isinstance(item.get("checkin"), tuple):
+            item = {**item, "checkin": Point(*item["checkin"], srid=4326)}
+        try:
+            activity = activity_log(by=by, **item)
+            results[n] = LogResult(CREATED, id=activity.pk, instance=activity)
+        except ValidationError as exc:
+            results[n] = LogResult(REJECTED, error=exc)
+        except IntegrityError:
+            # Stored by another transaction meanwhile (activity_log's savepoint is rolled back).
+            row = Activity.objects.filter(client_uuid=item["client_uuid"]).values_list("pk", "by_id").first()
+            if row is None:
+                raise
+            results[n] = _stored_result(row, by)
+
+    # A UUID sent twice: after its first occurrence is stored, a duplicate of it; if that one was
+    # rejected, the later one is judged on its own (as if sent in a batch of its own, after).
+    if again:
+        retry = []
+        for n in again:
+            first_result = results[first[items[n]["client_uuid"]]]
+            if first_result.status in (CREATED, DUPLICATE):
+                results[n] = LogResult(DUPLICATE, id=first_result.id)
+            else:
+                retry.append(n)
+        if retry:
+            for n, result in zip(retry, _log_many(by=by, items=[items[n] for n in retry]), strict=True):
+                results[n] = result
+    return results
+
+
+def _stored_result(found: tuple[int, int] | None, by) -> LogResult | None:
+    if found is None:
+        return None
+    pk, by_id = found
+    if by_id != by.pk:
+        return LogResult(REJECTED, error=ValidationError({"client_uuid": [_("This id is already used.")]}))
+    return LogResult(DUPLICATE, id=pk)
+
+
+def _validated_row(*, by, item: dict, scoped: dict, merchant_id, now) -> tuple[dict, tuple | None]:
+    """activity_log's checks for one visit or call, without a query (scope from ``scoped``):
+    the row's column values, and the check-in's (lon, lat)."""
+    kind = item.get("kind")
+    occurred_at = item.get("occurred_at") or now
+    _check_start(kind=kind, occurred_at=occurred_at, now=now)
+    _check_touch(merchant=merchant_id, attendees=bool(item.get("attendees")), event_type=item.get("event_type", ""))
+    if merchant_id not in scoped:
+        raise ValidationError({"merchant": [_("You may not work on this merchant.")]})
+    grid_id, _owner_id = scoped[merchant_id]
+    _check_in_a_grid(grid_id)
+    checkin, accuracy = item.get("checkin"), item.get("checkin_accuracy_m")
+    lon_lat = None
+    if checkin is not None:
+        lon_lat = (float(checkin[0]), float(checkin[1])) if isinstance(checkin, tuple) else checkin.coords[:2]
+    _check_details(
+        kind=kind,
+        occurred_at=occurred_at,
+        now=now,
+        checkin=checkin,
+        checkin_accuracy_m=accuracy,
+        checkout_at=item.get("checkout_at"),
+        next_step=item.get("next_step", ""),
+        next_due_at=item.get("next_due_at"),
+        advance_lead=None,
+        advance_to=None,
+        checkin_xy=lon_lat,
+    )
+    row = {
+        "kind": kind,
+        "merchant_id": merchant_id,
+        "grid_id": grid_id,
+        "by_id": by.pk,
+        "occurred_at": occurred_at,
+        "title": "",
+        "event_type": "",
+        "notes": item.get("notes") or "",
+        "outcome": item.get("outcome") or "",
+        "intent": item.get("intent") or "",
+        "next_step": item.get("next_step") or "",
+        "checkin_accuracy_m": accuracy if checkin is not None else None,
+        "checkin_distance_m": None,
+        "checkin_flag": "",
+        "checkout_at": item.get("checkout_at"),
+        "client_uuid": item["client_uuid"],
+        "device_time": item.get("device_time"),
+    }
+    _clean_fields(row)
+    return row, lon_lat
+
+
+_CLEANED: list | None = None
+
+
+def _fast_check(f):
+    """For a field whose clean() would plainly return a value of the right type unchanged, a cheap
+    test of that value (a choice, a string within max_length, a datetime, a float); None when the
+    field has more to it. A value the test refuses still goes through clean(), for its error."""
+    from django.core.validators import MaxLengthValidator
+    from django.db import models
+
+    validators = f.validators
+    if isinstance(f, models.CharField) and all(isinstance(v, MaxLengthValidator) for v in validators):
+        limit = f.max_length or 0
+        if f.choices:
+            allowed = {str(key) for key, _label in f.flatchoices}
+            return lambda v: type(v) is str and v in allowed and len(v) <= limit
+        return lambda v: type(v) is str and len(v) <= limit and (f.blank or v != "")
+    if validators:
+        return None
+    if isinstance(f, models.TextField) and not f.choices:
+        return lambda v: type(v) is str and (f.blank or v != "")
+    if isinstance(f, models.DateTimeField) and not f.choices:
+        return lambda v: isinstance(v, datetime.datetime)
+    if isinstance(f, models.FloatField) and not f.choices:
+        return lambda v: type(v) is float
+    return None
+
+
+def _clean_fields(row: dict) -> None:
+    """``Model.clean_fields()`` of full_clean() (choices, lengths, types) on a row's values, without
+    building the instance; its uniqueness and constraint checks (a query each) are the INSERT's ON
+    CONFLICT and the rules above. Keys, relations and the point (rebuilt by the INSERT) excluded.
+    Values that plainly pass are let through without the validator machinery (``_fast_check``)."""
+    global _CLEANED
+    if _CLEANED is None:
+        skip = {"id", "merchant", "grid", "by", "client_uuid", "received_at", "checkin_location", "checkin_distance_m"}
+        _CLEANED = [(f, _fast_check(f)) for f in Activity._meta.concrete_fields if f.name not in skip]
+    errors = {}
+    for f, fast in _CLEANED:
+        raw = row[f.attname]
+        if f.blank and raw in f.empty_values:
+            continue
+        if fast is not None and fast(raw):
+            continue
+        try:
+            row[f.attname] = f.clean(raw, None)
+        except ValidationError as e:
+            errors[f.name] = e.error_list
+    if errors:
+        raise ValidationError(errors)
+
+
+_ATTNAMES: list[str] | None = None
+
+
+def _saved_activity(row: dict, pk: int) -> Activity:
+    """The Activity the INSERT wrote, built as a loaded row (the cheap way), the check-in position
+    deferred (read from the database if asked for: not building it saves GEOS calls per row)."""
+    global _ATTNAMES
+    if _ATTNAMES is None:
+        _ATTNAMES = [f.attname for f in Activity._meta.concrete_fields if f.attname != "checkin_location"]
+    values = {**row, "id": pk}
+    return Activity.from_db(connection.alias, _ATTNAMES, [values[name] for name in _ATTNAMES])
+
+
+def _insert_many(*, by, rows: list, in_scope, now) -> dict[uuid.UUID, tuple[int, float, str]]:
+    """One INSERT of ``rows`` ((n, values, (lon, lat))); {client_uuid: (id, distance, flag)} written.
+    ``in_scope``: the merchants ``by`` may change (a queryset, re-applied inside the statement)."""
+    if not rows:
+        return {}
+    scope_sql, scope_params = in_scope.values("pk").query.sql_with_params()
+    # One JSON document rather than an array per column: psycopg adapts 14 lists of 100 values
+    # (timestamps, UUIDs) slower than json.dumps writes them all.
+    iso = lambda value: value.isoformat() if value is not None else None  # noqa: E731
+    document = json.dumps(
+        [
+            {
+                "n": n,
+                "u": str(row["client_uuid"]),
+                "kind": row["kind"],
+                "mid": row["merchant_id"],
+                "at": row["occurred_at"].isoformat(),
+                "notes": row["notes"],
+                "outcome": row["outcome"],
+                "intent": row["intent"],
+                "next_step": row["next_step"],
+                "lon": lon_lat[0] if lon_lat is not None else None,
+                "lat": lon_lat[1] if lon_lat is not None else None,
+                "acc": row["checkin_accuracy_m"],
+                "checkout": iso(row["checkout_at"]),
+                "device_time": iso(row["device_time"]),
+            }
+            for n, row, lon_lat in rows
+        ],
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    params = [by.pk, settings.CHECKIN_RADIUS_M, settings.CHECKIN_MAX_ACCURACY_M, now, document, *scope_params]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_MANY.format(scope=scope_sql), params)
+        return {cu: (pk, distance, flag) for pk, cu, distance, flag in cursor.fetchall()}

@@ -1,10 +1,12 @@
-from django.contrib.gis.geos import GEOSGeometry
+from django.contrib.gis.geos import GEOSException, GEOSGeometry, MultiPolygon
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.fields import BriefField, StrictGeometryField
+from core.geo import parse_geojson_geometry
 from grids.choices import ChannelRole, GridKind, OwnershipRule
 from grids.models import (
     Branch,
@@ -91,7 +93,40 @@ BOUNDARY_TYPES = ("Polygon", "MultiPolygon")
     }
 )
 class GeoJSONInputField(StrictGeometryField):
-    """StrictGeometryField for plain (non-model) input serializers, with its schema spelled out."""
+    """StrictGeometryField for plain (non-model) input serializers, with its schema spelled out.
+
+    A boundary that is well formed but not valid (a self-intersection, a ring touching itself) is
+    passed on: every service taking it starts with ``validate_boundary``, whose 400 carries
+    PostGIS's reason and the spot (``[lon, lat]``) for the map; a bare "invalid" here could not."""
+
+    def to_internal_value(self, value):
+        try:
+            return parse_geojson_geometry(value, self.geom_types)
+        except DjangoValidationError as exc:
+            geom = _well_formed(value, self.geom_types)
+            if geom is None or geom.valid:
+                raise serializers.ValidationError(exc.messages) from None
+            return geom
+
+
+def _well_formed(data, allowed_types):
+    """``data`` as GEOS when only its validity (not its structure) is wrong, else None. The same
+    structural checks as core.geo: only numbers reach GEOS."""
+    from core.geo import ALLOWED_MEMBERS, _polygon
+
+    if not isinstance(data, dict) or "crs" in data or set(data) - ALLOWED_MEMBERS:
+        return None
+    gtype, coords, counter = data.get("type"), data.get("coordinates"), [0]
+    if gtype not in allowed_types:
+        return None
+    try:
+        if gtype == "Polygon":
+            return _polygon(coords, "coordinates", counter)
+        if gtype == "MultiPolygon" and isinstance(coords, list) and coords:
+            return MultiPolygon(*[_polygon(p, f"coordinates[{i}]", counter) for i, p in enumerate(coords)], srid=4326)
+    except (DjangoValidationError, GEOSException):
+        return None
+    return None
 
 
 @extend_schema_field(
@@ -175,8 +210,21 @@ class GridCreatePreviewSerializer(GridCreateSerializer):
     trim_neighbours = serializers.BooleanField(
         default=True, help_text=_("Sibling grids give up the area the new grid covers.")
     )
+    leader = serializers.IntegerField(
+        min_value=1,
+        max_value=2**31 - 1,
+        required=False,
+        allow_null=True,
+        help_text=_("The new grid's leader (a user id), kept on the proposal and appointed when it is applied."),
+    )
     accept_overlaps = None
     ownership_rule = None
+
+    def validate_leader(self, value):
+        # As the team endpoint (grids.services.team): any active user; apply checks it again.
+        if value is not None and not User.objects.filter(pk=value, is_active=True).exists():
+            raise serializers.ValidationError(_("Unknown or inactive user."))
+        return value
 
 
 class RedrawInputSerializer(serializers.Serializer):
@@ -314,6 +362,8 @@ class RedrawProposalDetailSerializer(RedrawProposalSerializer):
         for s in obj.shapes:
             geom = json.loads(GEOSGeometry(s["geom"]).json) if s["geom"] else None
             props = {"grid_id": s["grid_id"], "retire": s["geom"] is None, **self._label(obj, s["key"])}
+            if s.get("leader"):
+                props["leader"] = s["leader"]
             features.append({"type": "Feature", "geometry": geom, "properties": props})
         return {"type": "FeatureCollection", "features": features}
 

@@ -1,9 +1,10 @@
 from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 from core.api.layers import LayerViewSet
 from core.api.viewsets import RestrictedModelViewSet, RestrictedReadOnlyViewSet, RestrictedViewSetMixin
 from grids import selectors
+from grids.api.errors import TERRITORY_400, territory_errors
 from grids.api.serializers import (
     ApplyInputSerializer,
     BranchSerializer,
@@ -87,7 +89,8 @@ class GridViewSet(RestrictedViewSetMixin, mixins.CreateModelMixin, viewsets.Read
             return GridSerializer
         return GridFullSerializer
 
-    @extend_schema(request=GridCreateSerializer, responses={201: GridFullSerializer})
+    @extend_schema(request=GridCreateSerializer, responses={201: GridFullSerializer, 400: TERRITORY_400})
+    @territory_errors
     def create(self, request, *args, **kwargs):
         if not drawable_sub_branches(request.user).exists():
             raise exceptions.PermissionDenied(_("You may not draw grids."))
@@ -120,8 +123,9 @@ class GridViewSet(RestrictedViewSetMixin, mixins.CreateModelMixin, viewsets.Read
         grid = _call(territory.grid_retire, grid=self.get_object(), by=request.user)
         return Response(GridFullSerializer(grid, context=self.get_serializer_context()).data)
 
-    @extend_schema(request=RedrawInputSerializer, responses={201: RedrawProposalDetailSerializer})
+    @extend_schema(request=RedrawInputSerializer, responses={201: RedrawProposalDetailSerializer, 400: TERRITORY_400})
     @action(detail=True, methods=["post"])
+    @territory_errors
     def redraw(self, request, pk=None):
         """Preview a new boundary: the proposal lists the merchants and places that would move."""
         data = _valid(RedrawInputSerializer, request)
@@ -130,8 +134,9 @@ class GridViewSet(RestrictedViewSetMixin, mixins.CreateModelMixin, viewsets.Read
         )
         return _proposal_response(self, proposal)
 
-    @extend_schema(request=SplitInputSerializer, responses={201: RedrawProposalDetailSerializer})
+    @extend_schema(request=SplitInputSerializer, responses={201: RedrawProposalDetailSerializer, 400: TERRITORY_400})
     @action(detail=True, methods=["post"])
+    @territory_errors
     def split(self, request, pk=None):
         """Preview splitting the grid in two (by a line, or by two polygons)."""
         data = _valid(SplitInputSerializer, request)
@@ -147,28 +152,36 @@ class GridViewSet(RestrictedViewSetMixin, mixins.CreateModelMixin, viewsets.Read
         )
         return _proposal_response(self, proposal)
 
-    @extend_schema(request=MergeInputSerializer, responses={201: RedrawProposalDetailSerializer})
+    @extend_schema(request=MergeInputSerializer, responses={201: RedrawProposalDetailSerializer, 400: TERRITORY_400})
     @action(detail=False, methods=["post"])
+    @territory_errors
     def merge(self, request):
         """Preview merging grids of one sub-branch (the lowest id keeps its identity)."""
         data = _valid(MergeInputSerializer, request)
         proposal = _call(redraw.grid_merge, grid_ids=data["grid_ids"], by=request.user, note=data["note"])
         return _proposal_response(self, proposal)
 
-    @extend_schema(request=GridCreatePreviewSerializer, responses={201: RedrawProposalDetailSerializer})
+    @extend_schema(
+        request=GridCreatePreviewSerializer, responses={201: RedrawProposalDetailSerializer, 400: TERRITORY_400}
+    )
     @action(detail=False, methods=["post"])
+    @territory_errors
     def propose(self, request):
-        """Preview a new grid (optionally taking its area from the sibling grids it overlaps)."""
+        """Preview a new grid (optionally taking its area from the sibling grids it overlaps).
+        An optional ``leader`` is kept on the proposal and appointed by ``apply``."""
         data = _valid(GridCreatePreviewSerializer, request)
         sub_branch = drawable_sub_branches(request.user).filter(pk=data["sub_branch"]).first()
         if sub_branch is None:
             raise exceptions.PermissionDenied(_("You may not draw grids in this sub-branch."))
-        proposal = _call(
-            redraw.grid_create_preview,
-            by=request.user,
-            sub_branch=sub_branch,
-            **{k: data[k] for k in ("name", "code", "kind", "geom", "trim_neighbours", "note")},
-        )
+        with transaction.atomic():
+            proposal = _call(
+                redraw.grid_create_preview,
+                by=request.user,
+                sub_branch=sub_branch,
+                **{k: data[k] for k in ("name", "code", "kind", "geom", "trim_neighbours", "note")},
+            )
+            if data.get("leader") is not None:
+                _propose_leader(proposal, data["leader"])
         return _proposal_response(self, proposal)
 
     @extend_schema(responses={200: GridVersionSerializer(many=True)}, filters=False)
@@ -221,6 +234,31 @@ class Conflict(exceptions.APIException):
     default_code = "stale"
 
 
+def _propose_leader(proposal: RedrawProposal, leader_id: int) -> None:
+    """Keep the leader of a proposed new grid in its shape (``shapes[i]["leader"]``): the model has
+    no column for it, and the shape is the new grid's description until it is applied."""
+    for shape in proposal.shapes:
+        if shape.get("grid_id") is None:
+            shape["leader"] = int(leader_id)
+    proposal.save(update_fields=["shapes"])
+
+
+def _apply_leaders(*, proposal: RedrawProposal, by) -> None:
+    """Appoint the leaders kept on an applied proposal's new grids (membership from today, as the
+    team endpoint does). Called inside the apply transaction: a refusal rolls the apply back."""
+    created = proposal.summary.get("created_grids", {})
+    for shape in proposal.shapes:
+        if shape.get("grid_id") is not None or not shape.get("leader"):
+            continue
+        grid = Grid.objects.get(pk=created[str(shape["key"])])
+        try:
+            team_svc.team_assign(grid=grid, by=by, leader=shape["leader"])
+        except DjangoValidationError as exc:
+            if hasattr(exc, "error_dict") and set(exc.error_dict) == {"user"}:
+                raise DjangoValidationError({"leader": exc.error_dict["user"]}) from None
+            raise
+
+
 def _proposal_response(view, proposal, status=201):
     return Response(RedrawProposalDetailSerializer(proposal, context=view.get_serializer_context()).data, status=status)
 
@@ -239,14 +277,21 @@ class RedrawProposalViewSet(RestrictedReadOnlyViewSet):
         qs = super().get_queryset()
         if self.action == "list":
             qs = qs.defer("merchant_moves", "place_moves", "shapes", "grid_versions")
+        elif self.action == "apply":
+            # Applying reads the RedrawMove rows; the JSON display copy of the moves is not decoded.
+            qs = qs.defer("merchant_moves")
         return qs
 
-    @extend_schema(request=ApplyInputSerializer, responses={200: RedrawProposalSerializer})
+    @extend_schema(request=ApplyInputSerializer, responses={200: RedrawProposalSerializer, 400: TERRITORY_400})
     @action(detail=True, methods=["post"])
+    @territory_errors
     def apply(self, request, pk=None):
-        """Apply the previewed moves (the answer is the proposal without the diff: GET it for that)."""
+        """Apply the previewed moves (the answer is the proposal without the diff: GET it for that).
+        A new grid's leader kept on the proposal is appointed in the same transaction."""
         data = _valid(ApplyInputSerializer, request)
-        proposal = _call(redraw.redraw_apply, proposal=self.get_object(), by=request.user, **data)
+        with transaction.atomic():
+            proposal = _call(redraw.redraw_apply, proposal=self.get_object(), by=request.user, **data)
+            _call(_apply_leaders, proposal=proposal, by=request.user)
         return Response(RedrawProposalSerializer(proposal, context=self.get_serializer_context()).data)
 
     @extend_schema(request=None, responses={200: RedrawProposalDetailSerializer})
@@ -295,12 +340,45 @@ class MembershipViewSet(RestrictedReadOnlyViewSet):
 
 
 class GridLayerViewSet(LayerViewSet):
+    """Grids as GeoJSON (id, name, code, kind, status, sub-branch, colour). ``?with=merchant_count``
+    adds each grid's merchant count (opt-in: it costs a count per grid)."""
+
     queryset = Grid.objects.all()
     filterset_class = GridFilterSet
     layer_fields = ["id", "name", "code", "kind", "status", "sub_branch_id", "color"]
+    optional_fields = {"merchant_count": selectors.grids_with_merchant_count}
+
+    def _with(self) -> list[str]:
+        raw = self.request.query_params.get("with", "")
+        wanted = [w.strip() for w in raw.split(",") if w.strip()]
+        unknown = [w for w in wanted if w not in self.optional_fields]
+        if unknown:
+            raise exceptions.ValidationError({"with": [_("Unknown field: %(names)s.") % {"names": ", ".join(unknown)}]})
+        return wanted
+
+    def get_layer_fields(self):
+        return [*self.layer_fields, *self._with()]
 
     def get_layer_queryset(self, queryset):
-        return selectors.grids_with_colour(queryset)
+        queryset = selectors.grids_with_colour(queryset)
+        for name in self._with():
+            queryset = self.optional_fields[name](queryset)
+        return queryset
+
+    @extend_schema(
+        filters=True,
+        parameters=[
+            OpenApiParameter(
+                "with",
+                str,
+                enum=["merchant_count"],
+                description="Extra properties, comma-separated: merchant_count.",
+            )
+        ],
+        responses={(200, "application/geo+json"): OpenApiTypes.OBJECT},
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
 
 class PlaceLayerViewSet(LayerViewSet):

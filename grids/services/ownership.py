@@ -50,7 +50,11 @@ def owner_ctes(incoming: str) -> str:
         SELECT DISTINCT ON (grid_id) grid_id, user_id FROM active_team
         WHERE role = 'grid_leader' ORDER BY grid_id, start_date DESC, id DESC
     ),
-    rr_members AS (SELECT DISTINCT grid_id, user_id FROM active_team WHERE role = 'account_manager'),
+    -- Only grids dealing round-robin need the load count (a scan of their merchants).
+    rr_members AS (
+        SELECT DISTINCT t.grid_id, t.user_id FROM active_team t JOIN grids_grid g ON g.id = t.grid_id
+        WHERE t.role = 'account_manager' AND g.ownership_rule = 'round_robin'
+    ),
     rr_load AS (
         SELECT m.grid_id, m.owner_id, count(*) AS n FROM {merchant} m
         WHERE m.grid_id IN (SELECT grid_id FROM rr_members) GROUP BY 1, 2
@@ -100,15 +104,19 @@ def assign_all_merchants(*, sub_branch=None) -> int:
         where = """AND (m.grid_id IN (SELECT id FROM grids_grid WHERE sub_branch_id = %(sb)s)
                     OR EXISTS (SELECT 1 FROM grids_grid s WHERE s.sub_branch_id = %(sb)s AND s.status = 'active'
                                AND ST_Intersects(s.geom, m.location)))"""
+    # The grid of each merchant is looked up once (a LATERAL probe of the GiST index), not once in
+    # the WHERE and again in the SELECT as a scalar sub-select was; only the rows that change grid
+    # go on to the window and the owner rules.
     sql = f"""
-        WITH target AS (
-            SELECT m.id, m.grid_id AS from_grid, {GRID_OF_LOCATION_SQL.format(loc="m.location")} AS to_grid
+        WITH incoming AS (
+            SELECT m.id, t.to_grid, row_number() OVER (PARTITION BY t.to_grid ORDER BY m.id) - 1 AS rn
             FROM {merchant} m
-            WHERE NOT m.assignment_locked {where}
-        ),
-        incoming AS (
-            SELECT t.id, t.to_grid, row_number() OVER (PARTITION BY t.to_grid ORDER BY t.id) - 1 AS rn
-            FROM target t WHERE t.from_grid IS DISTINCT FROM t.to_grid
+            LEFT JOIN LATERAL (
+                SELECT g.id AS to_grid FROM grids_grid g
+                WHERE g.status = 'active' AND ST_Intersects(g.geom, m.location)
+                ORDER BY g.id LIMIT 1
+            ) t ON true
+            WHERE NOT m.assignment_locked AND m.grid_id IS DISTINCT FROM t.to_grid {where}
         ),
         {owner_ctes("incoming")}
         UPDATE {merchant} m SET grid_id = i.to_grid, owner_id = o.owner, updated_at = now()

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from grids.choices import GridKind, GridStatus, ProposalKind, ProposalStatus
-from grids.models import Grid, RedrawProposal, User
+from grids.models import Grid, RedrawMove, RedrawProposal, User
 from grids.services._scope import check_can_draw, drawable_grids
 from grids.services.ownership import owner_ctes
 from grids.services.territory import (
@@ -203,19 +203,43 @@ def _propose(*, by, kind, sub_branch_id: int, grid: Grid | None, shapes: list[di
     merchants, places = _compute_moves(params)
     with connection.cursor() as cursor:
         versions = _grid_versions(cursor, params)
-    return RedrawProposal.objects.create(
-        kind=kind,
-        sub_branch_id=sub_branch_id,
-        grid=grid,
-        shapes=stored,
-        grid_versions=versions,
-        merchant_moves=merchants,
-        place_moves=places,
-        summary=_summary(stored, merchants, places),
-        overlaps=overlaps,
-        note=note[:200],
-        created_by=by,
-    )
+    with transaction.atomic():
+        proposal = RedrawProposal.objects.create(
+            kind=kind,
+            sub_branch_id=sub_branch_id,
+            grid=grid,
+            shapes=stored,
+            grid_versions=versions,
+            merchant_moves=merchants,
+            place_moves=places,
+            summary=_summary(stored, merchants, places),
+            overlaps=overlaps,
+            note=note[:200],
+            created_by=by,
+        )
+        _write_moves(proposal, merchants)
+    return proposal
+
+
+def _write_moves(proposal: RedrawProposal, merchants: list[dict]) -> None:
+    """The moves as rows of ``grids_redrawmove`` (what applying reads), in one statement."""
+    if not merchants:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {RedrawMove._meta.db_table}
+                    (proposal_id, merchant_id, from_grid_id, to_grid_id, to_owner_id, locked)
+                SELECT %s, mv.* FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::boolean[])
+                    AS mv(merchant_id, from_grid, to_grid, to_owner, locked)""",
+            [
+                proposal.pk,
+                [m["id"] for m in merchants],
+                [m["from_grid"] for m in merchants],
+                [m["to_grid"] for m in merchants],
+                [m["to_owner"] for m in merchants],
+                [m["locked"] for m in merchants],
+            ],
+        )
 
 
 def _active_grid(by, grid) -> Grid:
@@ -350,49 +374,73 @@ def grid_merge(*, grid_ids, by, note: str = "") -> RedrawProposal:
     )
 
 
-def _check_fresh(proposal: RedrawProposal, cursor, params) -> None:
-    merchant, _place = _tables()
-    if _grid_versions(cursor, params) != proposal.grid_versions:
-        raise StaleProposal(
+def _stale(n: int | None = None) -> StaleProposal:
+    if n is None:
+        return StaleProposal(
             _("The grids in this area have changed since the preview was made. Preview the change again."),
             code="stale",
         )
-    moves = proposal.merchant_moves
-    # Index lookups by id (an array parameter), not a join the planner might hash over the table.
-    cursor.execute(
-        f"""SELECT count(*) FROM unnest(%s::bigint[], %s::bigint[], %s::boolean[]) AS mv(id, from_grid, locked)
-            JOIN {merchant} m ON m.id = mv.id
-            WHERE m.grid_id IS DISTINCT FROM mv.from_grid OR m.assignment_locked <> mv.locked""",
-        [[m["id"] for m in moves], [m["from_grid"] for m in moves], [m["locked"] for m in moves]],
+    return StaleProposal(
+        _("%(n)d merchants in this area have changed since the preview was made. Preview the change again.") % {"n": n},
+        code="stale",
     )
-    changed = cursor.fetchone()[0]
-    if not changed:
-        cursor.execute(
-            f"""WITH {_SHAPES_REGION}
-                SELECT count(*) FROM {merchant} m, region r
-                WHERE m.location && r.geom AND ST_Intersects(r.geom, m.location) AND m.updated_at > %(since)s""",
-            {**params, "since": proposal.created_at},
-        )
-        changed = cursor.fetchone()[0]
-    if changed:
-        raise StaleProposal(
-            _("%(n)d merchants in this area have changed since the preview was made. Preview the change again.")
-            % {"n": changed},
-            code="stale",
-        )
+
+
+def _check_fresh(proposal: RedrawProposal, cursor, params) -> int:
+    """Everything the preview read that the merchant UPDATE cannot check itself, in one statement:
+    the versions of the grids in the area, merchants in the area changed (or added) since the
+    preview, and locked moves whose merchant changed grid or lock. Raises StaleProposal; returns
+    how many merchants the UPDATE must write (the unlocked moves)."""
+    merchant, _place = _tables()
+    cursor.execute(
+        f"""WITH {_SHAPES_REGION},
+            mv AS (SELECT * FROM {RedrawMove._meta.db_table} WHERE proposal_id = %(proposal)s)
+        SELECT
+            (SELECT coalesce(jsonb_object_agg(g.id::text, g.version), '{{}}') FROM grids_grid g, region r
+             WHERE g.id = ANY(%(changed)s)
+                OR (g.status = 'active' AND g.geom && r.geom AND ST_Intersects(g.geom, r.geom))),
+            (SELECT count(*) FROM {merchant} m, region r
+             WHERE m.location && r.geom AND ST_Intersects(r.geom, m.location) AND m.updated_at > %(since)s),
+            (SELECT count(*) FROM mv JOIN {merchant} m ON m.id = mv.merchant_id
+             WHERE mv.locked AND (m.grid_id IS DISTINCT FROM mv.from_grid_id OR NOT m.assignment_locked)),
+            (SELECT count(*) FROM mv WHERE NOT mv.locked)""",
+        {**params, "since": proposal.created_at, "proposal": proposal.pk},
+    )
+    versions, in_area, locked_changed, expected = cursor.fetchone()
+    if isinstance(versions, str):
+        versions = json.loads(versions)
+    if versions != proposal.grid_versions:
+        raise _stale()
+    if in_area or locked_changed:
+        raise _stale(in_area + locked_changed)
+    return expected
 
 
 def redraw_apply(*, proposal: RedrawProposal, by, accept_overlaps: bool = False) -> RedrawProposal:
     """Apply a proposal in one transaction: the grids get their new boundaries (a version each),
     new grids are created, retired ones retired, and exactly the previewed merchants and places
     change grid (and owner) — one ``UPDATE … FROM`` per table, only those rows. Refused when
-    stale (see StaleProposal), when overlaps were previewed and not accepted, or out of scope."""
+    stale (see StaleProposal), when overlaps were previewed and not accepted, or out of scope.
+
+    The moved merchants' own staleness (grid, lock or anything else changed since the preview) is
+    part of the merchant UPDATE's ``WHERE``: a row that no longer matches is not written, and a
+    short row count rolls the whole apply back as stale."""
     merchant, place = _tables()
     with transaction.atomic(), pghistory.context(redraw_proposal=proposal.pk, by=getattr(by, "pk", None)):
-        locked = RedrawProposal.objects.restrict(by, "change").select_for_update().filter(pk=proposal.pk).first()
-        if locked is None:
+        # Lock the row and re-read its status only: what a preview stored does not change after
+        # it, and the caller has loaded it already (the API's get_object(): re-loading the JSON
+        # diff cost as much as the stale checks). merchant_moves is only the display copy of the
+        # moves; applying reads grids_redrawmove.
+        status = (
+            RedrawProposal.objects.restrict(by, "change")
+            .select_for_update()
+            .filter(pk=proposal.pk)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if status is None:
             raise RedrawProposal.DoesNotExist
-        proposal = locked
+        proposal.status = status
         if proposal.status != ProposalStatus.PROPOSED:
             raise ValidationError(
                 {
@@ -406,12 +454,13 @@ def redraw_apply(*, proposal: RedrawProposal, by, accept_overlaps: bool = False)
             raise overlaps_error(proposal.overlaps)
         shapes = proposal.shapes
         changed = [s["grid_id"] for s in shapes if s["grid_id"]]
-        grids = {g.pk: g for g in drawable_grids(by).select_for_update().filter(pk__in=changed)}
+        # Not their boundaries: they are overwritten (a retired grid's is read lazily for its version).
+        grids = {g.pk: g for g in drawable_grids(by).select_for_update().defer("geom").filter(pk__in=changed)}
         if len(grids) != len(set(changed)):
             raise RedrawProposal.DoesNotExist
         params = {"shapes": _shape_rows(shapes), "changed": changed}
         with connection.cursor() as cursor:
-            _check_fresh(proposal, cursor, params)
+            expected = _check_fresh(proposal, cursor, params)
         keymap = {}
         for s in shapes:
             geom = GEOSGeometry(s["geom"]) if s["geom"] else None
@@ -422,7 +471,7 @@ def redraw_apply(*, proposal: RedrawProposal, by, accept_overlaps: bool = False)
                 else:
                     grid.geom = geom
                 grid.version += 1
-                grid.save(update_fields=["geom", "status", "version"])
+                grid.save(update_fields=["status", "version"] if geom is None else ["geom", "status", "version"])
                 note = _("Retired by %(kind)s #%(id)d") if geom is None else _("Boundary by %(kind)s #%(id)d")
             else:
                 _check_code_free(s["code"])
@@ -437,23 +486,29 @@ def redraw_apply(*, proposal: RedrawProposal, by, accept_overlaps: bool = False)
                 keymap[s["key"]] = grid.pk
                 note = _("Created by %(kind)s #%(id)d")
             grid_version_write(grid=grid, by=by, note=note % {"kind": proposal.get_kind_display(), "id": proposal.pk})
-        mapping = json.dumps([{"key": k, "real": v} for k, v in keymap.items()])
+        keys, reals = list(keymap), list(keymap.values())
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"""UPDATE {merchant} m
-                    SET grid_id = coalesce(k.real, mv.to_grid), owner_id = mv.to_owner, updated_at = now()
-                    FROM jsonb_to_recordset(%s::jsonb) AS mv(id bigint, to_grid bigint, to_owner bigint, locked boolean)
-                    LEFT JOIN jsonb_to_recordset(%s::jsonb) AS k(key bigint, real bigint) ON k.key = mv.to_grid
-                    WHERE m.id = mv.id AND NOT mv.locked AND NOT m.assignment_locked""",
-                [json.dumps(proposal.merchant_moves), mapping],
-            )
+            if expected:
+                cursor.execute(
+                    f"""UPDATE {merchant} m
+                        SET grid_id = coalesce(k.real, mv.to_grid_id), owner_id = mv.to_owner_id, updated_at = now()
+                        FROM {RedrawMove._meta.db_table} mv
+                        LEFT JOIN unnest(%(keys)s::bigint[], %(reals)s::bigint[]) AS k(key, real)
+                               ON k.key = mv.to_grid_id
+                        WHERE mv.proposal_id = %(proposal)s AND NOT mv.locked AND m.id = mv.merchant_id
+                          AND m.grid_id IS NOT DISTINCT FROM mv.from_grid_id AND NOT m.assignment_locked
+                          AND m.updated_at <= %(since)s""",
+                    {"keys": keys, "reals": reals, "proposal": proposal.pk, "since": proposal.created_at},
+                )
+                if cursor.rowcount != expected:
+                    raise _stale(expected - cursor.rowcount)
             if proposal.place_moves:
                 cursor.execute(
                     f"""UPDATE {place} p SET grid_id = coalesce(k.real, mv.to_grid)
                         FROM jsonb_to_recordset(%s::jsonb) AS mv(id bigint, to_grid bigint)
-                        LEFT JOIN jsonb_to_recordset(%s::jsonb) AS k(key bigint, real bigint) ON k.key = mv.to_grid
+                        LEFT JOIN unnest(%s::bigint[], %s::bigint[]) AS k(key, real) ON k.key = mv.to_grid
                         WHERE p.id = mv.id""",
-                    [json.dumps(proposal.place_moves), mapping],
+                    [json.dumps(proposal.place_moves), keys, reals],
                 )
         # Re-check inside the transaction: every grid written is one ``by`` may draw.
         touched = [*changed, *keymap.values()]

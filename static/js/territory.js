@@ -822,26 +822,21 @@
     return s;
   }
 
-  /** The geometry problems of an error body: reason + spot, overlaps (grid, m²). */
+  /** The geometry problems of a territory 400: each error is {message, code, spot, overlaps}
+   *  (grids/api/errors.py): the spot ([lon, lat]) where a boundary breaks, the sibling grids it
+   *  overlaps (grid, m²). Plain-string errors (other endpoints) still show as messages. */
   function geometryProblems(data) {
     var out = { messages: [], spots: [], overlaps: [], fields: [] };
     flattenErrors(data).forEach(function (e) {
       var extra = e[2] || {};
-      var params = extra.params || extra;
-      if (Array.isArray(params.overlaps)) out.overlaps = out.overlaps.concat(params.overlaps);
-      if (Array.isArray(extra.overlaps)) out.overlaps = out.overlaps.concat(extra.overlaps);
+      var overlaps = Array.isArray(extra.overlaps) ? extra.overlaps : [];
+      out.overlaps = out.overlaps.concat(overlaps);
       if (e[0] === "geom" || e[0] === "line" || e[0] === "polygons" || e[0] === "shapes") {
-        var lon = params.lon;
-        var lat = params.lat;
-        if (lon === undefined || lon === null) {
-          var m = /\((-?\d+(?:\.\d+)?),\s*(-?\d+(?:\.\d+)?)\)/.exec(e[1]);
-          if (m) {
-            lon = Number(m[1]);
-            lat = Number(m[2]);
-          }
+        var spot = extra.spot;
+        if (Array.isArray(spot) && spot.length === 2 && spot[0] !== null && spot[1] !== null) {
+          out.spots.push([Number(spot[0]), Number(spot[1])]);
         }
-        if (lon !== undefined && lon !== null) out.spots.push([Number(lon), Number(lat)]);
-        if (!(extra.code === "overlaps" || (params.overlaps && params.overlaps.length))) out.messages.push(e[1]);
+        if (!(extra.code === "overlaps" || overlaps.length)) out.messages.push(e[1]);
       } else {
         out.fields.push(e);
       }
@@ -1018,6 +1013,8 @@
       kind: state.form.kind,
       geom: polygonGeometry(state.draft),
       trim_neighbours: state.form.trim !== false,
+      // The leader travels with the proposal and is appointed by apply (same transaction).
+      leader: state.form.leader ? Number(state.form.leader) : null,
     }).then(function (res) {
       setBusy(false);
       submit.disabled = false;
@@ -1435,23 +1432,16 @@
         var applied = res.data || p;
         var created = (applied.summary && applied.summary.created_grids) || {};
         var newIds = Object.keys(created).map(function (k) { return created[k]; });
-        var leader = state.form.leader;
-        var tool = state.tool;
         endProposal();
         endTool();
         state.form = {};
         var focus = newIds.length ? Number(newIds[0]) : p.grid && (p.grid.id || p.grid);
-        var finish = function () {
-          refreshAll().then(function () {
-            showFlash(S.applied);
-            if (focus && gridsById[focus]) selectGrid(Number(focus), { zoom: false });
-            else showView("grids");
-            mapNode.setAttribute("data-applied", String(p.id));
-          });
-        };
-        if (tool === "draw" && newIds.length && leader && U.team) {
-          api("POST", idUrl(U.team, newIds[0]), { leader: Number(leader) }).then(finish);
-        } else finish();
+        refreshAll().then(function () {
+          showFlash(S.applied);
+          if (focus && gridsById[focus]) selectGrid(Number(focus), { zoom: false });
+          else showView("grids");
+          mapNode.setAttribute("data-applied", String(p.id));
+        });
       } else if (res.status === 400) {
         renderDiff(p, geometryProblems(res.data));
       } else if (res.status === 409) {

@@ -17,6 +17,11 @@ from tests.factories import MerchantFactory
 # Playwright's sync API runs an event loop in this thread; Django's ORM refuses to run next to one
 # unless told it is safe (it is: the loop only talks to the browser).
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+# Chromium's offline emulation (context.set_offline) does not reach a service worker's own fetches
+# unless Playwright attaches its network layer to the worker, which this switch turns on. It is read
+# by the Playwright driver when it starts (the session's `browser` fixture). Without it the field
+# app's service worker still reaches the live server "offline" (tests/e2e/test_offline_journey.py).
+os.environ.setdefault("PW_EXPERIMENTAL_SERVICE_WORKER_NETWORK_EVENTS", "1")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -421,7 +421,7 @@ def test_territory_tools_gaps_overlap_merge_split(tab, world, territory, ring):
     page.click("[data-testid=tab-gaps]")
     page.wait_for_selector("[data-testid=gap-list] li")
     assert page.locator("[data-testid=gap-list] li").count() == 1
-    assert "m²" in page.inner_text("[data-testid=gap-list]")
+    assert "平方米" in page.inner_text("[data-testid=gap-list]")  # the area, in the zh-hans UI
     assert page.locator("path.gap-shape").count() == 1
     assert page.locator("#territory-gap-hatch").count() == 1
     tab.screenshot("territory-12-gaps")
@@ -439,7 +439,7 @@ def test_territory_tools_gaps_overlap_merge_split(tab, world, territory, ring):
     page.click("[data-testid=hint-preview]")
     page.wait_for_selector("[data-testid=overlaps]")
     overlaps = page.inner_text("[data-testid=overlaps]")
-    assert grid_b.name in overlaps and "m²" in overlaps
+    assert grid_b.name in overlaps and "平方米" in overlaps
     tab.screenshot("territory-13-overlap")
     page.click("[data-testid=diff-apply]")  # not accepted yet: refused, nothing written
     page.wait_for_selector("[data-testid=panel-flash].is-error")

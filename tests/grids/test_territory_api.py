@@ -303,3 +303,117 @@ def test_grid_patch_versions(world, api_as):
     assert client.patch(f"/api/v1/grids/{world.grid_a.pk}/", {"kind": "nope"}, format="json").status_code == 400
     assert client.post(f"/api/v1/grids/{world.grid_a.pk}/retire/").json()["status"] == "retired"
     assert client.delete(f"/api/v1/grids/{world.grid_a.pk}/").status_code == 405
+
+
+# -- structured 400s of the territory writes (grids/api/errors.py) --------------------------------
+
+BOWTIE = {
+    "type": "Polygon",
+    "coordinates": [[[120.0, 30.0], [120.01, 30.01], [120.01, 30.0], [120.0, 30.01], [120.0, 30.0]]],
+}
+ERROR_KEYS = {"message", "code", "spot", "overlaps"}
+
+
+def grid_ring(grid):
+    return {"type": "Polygon", "coordinates": [[list(p) for p in grid.geom[0].exterior_ring.coords]]}
+
+
+def only_error(response, field):
+    assert response.status_code == 400, response.content
+    errors = response.json()[field]
+    assert isinstance(errors, list) and errors
+    assert all(set(e) == ERROR_KEYS and isinstance(e["message"], str) for e in errors)
+    return errors[0]
+
+
+def assert_spot(error):
+    assert error["code"] == "invalid_geometry" and error["overlaps"] is None
+    assert error["spot"] == [pytest.approx(120.005), pytest.approx(30.005)]
+    assert "Self-intersection" in error["message"]
+
+
+def test_invalid_geometry_gives_reason_and_spot_on_every_write(world, api_as):
+    client = api_as(world.branch_manager)
+    base = {"sub_branch": world.sb1.pk, "name": "坏", "code": "BAD1"}
+    assert_spot(only_error(client.post("/api/v1/grids/", {**base, "geom": BOWTIE}, format="json"), "geom"))
+    assert_spot(only_error(client.post("/api/v1/grids/propose/", {**base, "geom": BOWTIE}, format="json"), "geom"))
+    url = f"/api/v1/grids/{world.grid_a.pk}/redraw/"
+    assert_spot(only_error(client.post(url, {"geom": BOWTIE}, format="json"), "geom"))
+    url = f"/api/v1/grids/{world.grid_a.pk}/split/"
+    body = {"polygons": [BOWTIE, grid_ring(world.grid_a)], "new_name": "A2", "new_code": "A2"}
+    assert_spot(only_error(client.post(url, body, format="json"), "polygons"))
+    assert not Grid.objects.filter(code__in=["BAD1", "A2"]).exists() and not RedrawProposal.objects.exists()
+
+
+def test_overlaps_are_listed_with_grid_and_area(world, api_as):
+    client = api_as(world.branch_manager)
+    body = {"sub_branch": world.sb1.pk, "name": "叠", "code": "OV1", "geom": grid_ring(world.grid_a)}
+    error = only_error(client.post("/api/v1/grids/", body, format="json"), "geom")
+    assert error["code"] == "overlaps" and error["spot"] is None
+    assert [(o["grid_id"], o["code"], o["name"]) for o in error["overlaps"]] == [
+        (world.grid_a.pk, world.grid_a.code, world.grid_a.name)
+    ]
+    assert set(error["overlaps"][0]) == {"grid_id", "code", "name", "area_m2"}
+    assert error["overlaps"][0]["area_m2"] > 900_000  # a 0.01° cell is about 1 km²
+    # A redraw previewed over a sibling: apply refuses until the overlaps are accepted.
+    p = client.post(f"/api/v1/grids/{world.grid_b.pk}/redraw/", {"geom": grid_ring(world.grid_a)}, format="json")
+    assert p.status_code == 201, p.content
+    error = only_error(client.post(f"/api/v1/redraw-proposals/{p.json()['id']}/apply/", {}, format="json"), "geom")
+    assert error["code"] == "overlaps" and [o["grid_id"] for o in error["overlaps"]] == [world.grid_a.pk]
+    assert RedrawProposal.objects.get(pk=p.json()["id"]).status == "proposed"
+
+
+def test_input_and_rule_errors_have_the_same_shape(world, api_as):
+    client = api_as(world.branch_manager)
+    error = only_error(client.post("/api/v1/grids/", {"sub_branch": world.sb1.pk}, format="json"), "name")
+    assert error["code"] == "required" and error["spot"] is None and error["overlaps"] is None
+    response = client.post("/api/v1/grids/merge/", {"grid_ids": [world.grid_a.pk, world.grid_c.pk]}, format="json")
+    assert only_error(response, "grid_ids")["code"] == "invalid"
+    response = client.post("/api/v1/grids/merge/", {"grid_ids": ["x", world.grid_a.pk]}, format="json")
+    only_error(response, "grid_ids")  # nested (per item) errors stay under the field
+    body = {"sub_branch": world.sb1.pk, "name": "重", "code": world.grid_b.code, "geom": square(700)}
+    assert world.grid_b.code in only_error(client.post("/api/v1/grids/", body, format="json"), "code")["message"]
+    # Other endpoints keep DRF's plain strings; 403 / 404 / 409 are untouched.
+    bad = api_as(world.am_a).post("/api/v1/channel-contacts/", {"grid": world.grid_a.pk}, format="json")
+    assert bad.status_code == 400 and isinstance(bad.json()["name"][0], str)
+    assert api_as(world.am_a).post("/api/v1/grids/", body, format="json").status_code == 403
+
+
+# -- the leader of a proposed new grid -----------------------------------------------------------
+
+
+def test_propose_keeps_the_leader_and_apply_appoints_them(world, api_as):
+    client = api_as(world.branch_manager)
+    body = {"sub_branch": world.sb1.pk, "name": "新", "code": "NL1", "geom": square(720), "leader": world.am_a.pk}
+    response = client.post("/api/v1/grids/propose/", body, format="json")
+    assert response.status_code == 201, response.content
+    new_shape = next(f for f in response.json()["shapes"]["features"] if f["properties"]["grid_id"] is None)
+    assert new_shape["properties"]["leader"] == world.am_a.pk
+    response = client.post(f"/api/v1/redraw-proposals/{response.json()['id']}/apply/", {}, format="json")
+    assert response.status_code == 200, response.content
+    grid = Grid.objects.get(code="NL1")
+    team = client.get(f"/api/v1/grids/{grid.pk}/team/").json()
+    assert team["leader"]["user"]["id"] == world.am_a.pk
+    assert team["leader"]["start_date"] == timezone.localdate().isoformat()
+
+
+def test_propose_refuses_an_unknown_or_inactive_leader(world, api_as):
+    client = api_as(world.branch_manager)
+    world.nobody.is_active = False
+    world.nobody.save(update_fields=["is_active"])
+    for leader in (world.nobody.pk, 2**31 - 1):
+        body = {"sub_branch": world.sb1.pk, "name": "新", "code": "NL2", "geom": square(721), "leader": leader}
+        assert only_error(client.post("/api/v1/grids/propose/", body, format="json"), "leader")
+    assert not RedrawProposal.objects.exists()
+
+
+def test_apply_rolls_back_when_the_leader_left_meanwhile(world, api_as):
+    client = api_as(world.branch_manager)
+    body = {"sub_branch": world.sb1.pk, "name": "新", "code": "NL3", "geom": square(722), "leader": world.am_a.pk}
+    proposal = client.post("/api/v1/grids/propose/", body, format="json").json()
+    world.am_a.is_active = False
+    world.am_a.save(update_fields=["is_active"])
+    response = client.post(f"/api/v1/redraw-proposals/{proposal['id']}/apply/", {}, format="json")
+    assert only_error(response, "leader")
+    assert not Grid.objects.filter(code="NL3").exists()
+    assert RedrawProposal.objects.get(pk=proposal["id"]).status == "proposed"

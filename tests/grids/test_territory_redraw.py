@@ -8,10 +8,11 @@ from django.contrib.gis.geos import LineString, MultiPolygon, Point, Polygon
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone, translation
 
 from crm.models import Merchant
 from crm.services.merchants import merchant_assign, merchant_save, merchants_fix_stray_grids
-from grids.models import Grid, GridVersion, Membership, Place, RedrawProposal
+from grids.models import Grid, GridVersion, Membership, Place, RedrawMove, RedrawProposal
 from grids.services.ownership import assign_all_merchants, grid_owner_for
 from grids.services.redraw import (
     StaleProposal,
@@ -118,7 +119,7 @@ def test_discard_and_stale(world, ab):
     from grids.services.territory import grid_update
 
     grid_update(grid=b, by=world.branch_manager, name="B改")
-    with pytest.raises(StaleProposal, match="changed since the preview"):
+    with translation.override("en"), pytest.raises(StaleProposal, match="changed since the preview"):
         redraw_apply(proposal=p, by=world.branch_manager, accept_overlaps=True)
     # Stale: a merchant in the area was saved after the preview.
     p = redraw_preview(grid=a, new_geom=extended_a(a, b), by=world.branch_manager)
@@ -245,3 +246,64 @@ def test_team_assign_keeps_history(world):
         team_assign(grid=world.grid_c, by=world.branch_manager, account_managers=[am2])
     with pytest.raises(Grid.DoesNotExist):
         team_assign(grid=a, by=world.am_a, account_managers=[am2])
+
+
+def test_preview_stores_the_moves_as_rows(world, ab):
+    a, b, west, east, in_a = ab
+    merchant_assign(merchant=west[0], by=world.branch_manager, grid=b, owner=None)
+    p = redraw_preview(grid=a, new_geom=extended_a(a, b), by=world.branch_manager)
+    rows = {mv.merchant_id: mv for mv in RedrawMove.objects.filter(proposal=p)}
+    assert set(rows) == {m["id"] for m in p.merchant_moves} == {m.pk for m in west}
+    for m in p.merchant_moves:
+        row = rows[m["id"]]
+        assert (row.from_grid_id, row.to_grid_id, row.to_owner_id, row.locked) == (
+            m["from_grid"],
+            m["to_grid"],
+            m["to_owner"],
+            m["locked"],
+        )
+    assert rows[west[0].pk].locked
+
+
+def test_stale_when_a_moved_merchant_left_the_area_after_the_preview(world, ab):
+    """Caught by the merchant UPDATE itself (the row no longer matches): nothing is written."""
+    a, b, west, east, in_a = ab
+    p = redraw_preview(grid=a, new_geom=extended_a(a, b), by=world.branch_manager)
+    # Saved after the preview, now outside the redrawn area but still filed under B.
+    Merchant.objects.filter(pk=west[2].pk).update(location=at(b, 0.9), updated_at=timezone.now())
+    with translation.override("en"), pytest.raises(StaleProposal, match="1 merchants in this area"):
+        redraw_apply(proposal=p, by=world.branch_manager, accept_overlaps=True)
+    assert Merchant.objects.filter(grid=a).count() == 1
+    a.refresh_from_db()
+    assert a.version == 1 and RedrawProposal.objects.get(pk=p.pk).status == "proposed"
+
+
+def test_stale_when_a_locked_move_was_unlocked(world, ab):
+    a, b, west, east, in_a = ab
+    merchant_assign(merchant=west[0], by=world.branch_manager, grid=b, owner=None)
+    p = redraw_preview(grid=a, new_geom=extended_a(a, b), by=world.branch_manager)
+    Merchant.objects.filter(pk=west[0].pk).update(assignment_locked=False)
+    with pytest.raises(StaleProposal):
+        redraw_apply(proposal=p, by=world.branch_manager, accept_overlaps=True)
+    assert Merchant.objects.filter(grid=a).count() == 1
+
+
+def test_apply_reads_the_move_rows_not_the_json(world, ab):
+    """Applying writes what grids_redrawmove holds (the JSON is the display copy)."""
+    a, b, west, east, in_a = ab
+    p = redraw_preview(grid=a, new_geom=extended_a(a, b), by=world.branch_manager)
+    RedrawProposal.objects.filter(pk=p.pk).update(merchant_moves=[])
+    redraw_apply(proposal=p, by=world.branch_manager, accept_overlaps=True)
+    assert set(Merchant.objects.filter(grid=a).values_list("pk", flat=True)) == {in_a.pk, *(m.pk for m in west)}
+
+
+def test_an_instance_loaded_before_another_apply_is_refused(world, ab):
+    """The status is re-read under the row lock: a copy loaded earlier cannot apply twice."""
+    a, b, west, east, in_a = ab
+    p = redraw_preview(grid=a, new_geom=extended_a(a, b), by=world.branch_manager)
+    earlier = RedrawProposal.objects.get(pk=p.pk)
+    redraw_apply(proposal=p, by=world.branch_manager, accept_overlaps=True)
+    with pytest.raises(ValidationError):
+        redraw_apply(proposal=earlier, by=world.branch_manager, accept_overlaps=True)
+    a.refresh_from_db()
+    assert a.version == 2 and GridVersion.objects.filter(grid=a, number=2).count() == 1
