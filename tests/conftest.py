@@ -1,9 +1,13 @@
 """Shared fixtures. ``world`` is one branch with two sub-branches, three grids and every role."""
 
 import datetime
+import os
+import threading
 from dataclasses import dataclass
 
 import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connections
 from rest_framework.test import APIClient
 
 from tests.factories import (
@@ -36,6 +40,36 @@ class World:
     am_c: object
     nobody: object  # logged in, no membership
     former_am_a: object  # membership in grid A ended last year
+
+
+def _close_live_server_thread_connections(**kwargs):
+    """A live-server request thread (pytest-django's threaded server; browser journeys, schemathesis)
+    closes its database connections when its response is done, whatever CONN_MAX_AGE or the state of
+    close_old_connections. Keep-alive sockets keep those threads alive between requests; in CI their
+    idle connections once used up PostgreSQL's 100 slots. The main thread (the test Client, inside
+    the test's transaction) is never touched."""
+    if threading.current_thread() is not threading.main_thread():
+        connections.close_all()
+
+
+request_finished.connect(_close_live_server_thread_connections, dispatch_uid="tests_close_thread_connections")
+
+
+@pytest.fixture(autouse=True)
+def _requests_close_their_db_connections(request):
+    """Django closes a request's database connection from the request_started/request_finished
+    signals. The test Client unhooks close_old_connections around each of its requests and hooks it
+    back afterwards; a request that raises at the wrong moment leaves it unhooked for the rest of the
+    session, and then every live-server request thread keeps its connection open until PostgreSQL
+    runs out of slots (seen in CI: e2e and schemathesis failing with 'remaining connection slots').
+    After each test the hooks are put back; which test unhooked them is written to
+    $GRIDCRM_SIGNAL_LOG when that is set."""
+    yield
+    for signal in (request_started, request_finished):
+        if not signal.disconnect(close_old_connections) and os.environ.get("GRIDCRM_SIGNAL_LOG"):
+            with open(os.environ["GRIDCRM_SIGNAL_LOG"], "a", encoding="utf-8") as log:
+                log.write(f"{request.node.nodeid}\n")
+        signal.connect(close_old_connections)
 
 
 @pytest.fixture
