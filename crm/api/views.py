@@ -397,7 +397,13 @@ class MerchantViewSet(RestrictedModelViewSet):
 
     def _merchant_to_assign(self, request) -> Merchant:
         # Seen as a change of the merchant (a POST would map to "add"): out of that scope is a 404.
-        merchant = Merchant.objects.restrict(request.user, "change").filter(pk=self.kwargs["pk"]).first()
+        pk = str(self.kwargs["pk"])
+        # A pk that is not a whole number (schemathesis sent "null,null") is simply not found.
+        merchant = (
+            Merchant.objects.restrict(request.user, "change").filter(pk=int(pk)).first()
+            if pk.isdigit() and len(pk) < 19
+            else None
+        )
         if merchant is None:
             raise Http404
         if not drawable_sub_branches(request.user).exists():

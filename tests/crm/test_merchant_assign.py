@@ -182,3 +182,11 @@ def test_assignment_bumps_the_version(world, api_as, in_a):
     version = Merchant.objects.get(pk=in_a.pk).version
     api_as(world.branch_manager).post(assign_url(in_a), {"grid": world.grid_a.pk, "owner": None}, format="json")
     assert Merchant.objects.get(pk=in_a.pk).version == version + 1
+
+
+@pytest.mark.parametrize("pk", ["null,null", "abc", "99999999999999999999"])
+def test_a_malformed_id_is_404_not_500(world, api_as, pk):
+    """Found by schemathesis: "null,null" as the id was a 500."""
+    client = api_as(world.branch_manager)
+    assert client.post(f"/api/v1/merchants/{pk}/assign/", {"grid": 1}, format="json").status_code == 404
+    assert client.post(f"/api/v1/merchants/{pk}/unlock/").status_code == 404
