@@ -116,6 +116,14 @@ def waiting(page) -> int:
     return int(page.get_attribute("[data-testid=outbox-count]", "data-count"))
 
 
+def wait_waiting(page, n: int):
+    """The outbox indicator shows ``n`` items waiting (fails after the default timeout)."""
+    page.wait_for_function(
+        "n => document.querySelector('[data-testid=outbox-count]').dataset.count === String(n)", arg=n
+    )
+    assert waiting(page) == n
+
+
 def wait_synced(page):
     """The outbox is empty and no sync is running."""
     page.wait_for_function(
@@ -408,7 +416,9 @@ def test_pages_landscape_and_size(browser, live_server, transactional_db, world,
         page.fill("[data-testid=notes]", "会话过期时的电话")
         page.click("[data-testid=save-log]")
         page.wait_for_selector("[data-testid=sign-in-again]")
-        assert waiting(page) == 1
+        # The banner may already show from the refused sync of the navigation above: wait for the
+        # call itself to land in the outbox rather than reading the count once.
+        wait_waiting(page, 1)
         # The browser logs the refused request itself; that is the expected answer, not an app error.
         tab.errors[:] = [e for e in tab.errors if "status of 403" not in e]
         tab.screenshot("field-sign-in-again")
