@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -558,3 +559,63 @@ def funnel_sub_branch_month(ctx: Context) -> Case:
         info=info,
         breakdown=lambda: _sql_breakdown(endpoint),
     )
+
+
+FUNNEL_REGION_SQL = """
+    SELECT to_stage, count(*) FROM crm_leadstagechange
+    WHERE grid_id IN (SELECT g.id FROM grids_grid g JOIN grids_subbranch sb ON sb.id = g.sub_branch_id
+                      WHERE sb.branch_id = %(branch)s)
+      AND at >= %(since)s AND at < %(until)s
+    GROUP BY to_stage
+"""
+
+
+@benchmark
+def funnel_region_year(ctx: Context) -> Case:
+    """The regional head's view: funnel counts by stage for their whole branch over the last 12
+    whole local months (``GET /api/v1/reports/funnel/?since=..&until=..``, every grid of the
+    branch) against ``SELECT to_stage, count(*) ... GROUP BY to_stage`` over the raw stage changes
+    of the branch's grids. Not a goal of an issue but the case the rollup exists for (PERFORMANCE.md:
+    city x 12 months from raw rows is 0.5 s at M): our own goal is 2x a raw statement that counts
+    the stage changes alone, while the report also counts the ~1M activities and gives every grid's
+    row."""
+    import datetime as dt
+
+    from django.conf import settings
+    from django.db import connection
+    from django.utils import timezone
+
+    zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    first_this = timezone.localdate().replace(day=1)
+    first = first_this
+    for _ in range(12):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+    since = dt.datetime.combine(first, dt.time(), tzinfo=zone)
+    until = dt.datetime.combine(first_this, dt.time(), tzinfo=zone)
+    branch_id, username = fetchone(
+        "SELECT ms.branch_id, u.username FROM grids_membership ms JOIN grids_user u ON u.id = ms.user_id "
+        "WHERE ms.role = 'regional_head' ORDER BY ms.branch_id, ms.id LIMIT 1"
+    )
+    last = first_this - dt.timedelta(days=1)
+    url = f"/api/v1/reports/funnel/?since={first.isoformat()}&until={last.isoformat()}"
+    params = {"branch": branch_id, "since": since, "until": until}
+
+    def raw():
+        with connection.cursor() as cursor:
+            cursor.execute(FUNNEL_REGION_SQL, params)
+            return cursor.fetchall()
+
+    client = ctx.client_for(username)
+    info = {"url": url, "user": username, "branch_id": branch_id, "stack_floor_ms": stack_floor_ms(client)}
+
+    def endpoint():
+        return _json(client.get(url))
+
+    def verify(body, rows):
+        got = {k: v for k, v in json.loads(body)["stages"].items() if v}
+        want = dict(rows)
+        if got != want:
+            raise AssertionError(f"funnel counts differ: {got} != {want}")
+        return {"same_counts": True, "stage_changes": sum(want.values())}
+
+    return Case("funnel_region_year", 2.0, endpoint, raw, verify=verify, info=info)

@@ -5,6 +5,7 @@ from smtplib import SMTPException
 from celery import shared_task
 
 from crm.services import merchants_fix_stray_grids
+from crm.services.funnel_rollup import funnel_rollup_rebuild
 from crm.services.tasks import notification_send_email, notifications_requeue_unsent, reminders_scan
 
 
@@ -43,3 +44,10 @@ def send_notification_email(notification_id: int) -> str:
 def requeue_unsent_notifications() -> dict:
     """Every 15 minutes: queue again the sends that a dead worker or a lost queue left behind."""
     return {"requeued": len(notifications_requeue_unsent())}
+
+
+@shared_task(name="crm.tasks.refresh_funnel_rollup", soft_time_limit=240, time_limit=300)
+def refresh_funnel_rollup() -> dict:
+    """Every 10 minutes: rebuild the funnel rollup (reports add the rows written since)."""
+    state = funnel_rollup_rebuild()
+    return {"covers_before": state.covers_before.isoformat(), "build_ms": state.build_ms}

@@ -237,6 +237,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 55},
     },
+    # Funnel reports read whole months from this rollup and the rows written since from the raw
+    # tables, so a late or skipped run makes them slower, never wrong.
+    "refresh-funnel-rollup": {
+        "task": "crm.tasks.refresh_funnel_rollup",
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 540},
+    },
     "requeue-unsent-notifications": {
         "task": "crm.tasks.requeue_unsent_notifications",
         "schedule": crontab(minute="*/15"),

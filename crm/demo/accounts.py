@@ -801,9 +801,11 @@ class AccountSteps:
             )
             changes = _execute(
                 """
-                INSERT INTO crm_leadstagechange (id, lead_id, from_stage, to_stage, at, by_id, grid_id, owner_id)
+                INSERT INTO crm_leadstagechange (id, lead_id, from_stage, to_stage, at, by_id, grid_id, owner_id,
+                                                 recorded_at)
                 SELECT d.id, d.lead_id, coalesce((%(stages)s::text[])[d.from_stage], ''),
-                       (%(stages)s::text[])[d.to_stage], to_timestamp(d.at), d.owner_id, d.grid_id, d.owner_id
+                       (%(stages)s::text[])[d.to_stage], to_timestamp(d.at), d.owner_id, d.grid_id, d.owner_id,
+                       to_timestamp(d.at)
                 FROM demo_stage_change d ORDER BY d.id
                 """,
                 {"stages": list(STAGES)},

@@ -2,7 +2,7 @@
 activities, follow-ups. Import from ``crm.models``."""
 
 from crm.models.activities import Activity, ActivityPhoto, EventAttendance
-from crm.models.funnel import Lead, LeadStageChange, LostReason
+from crm.models.funnel import FunnelMonthCount, FunnelRollupState, Lead, LeadStageChange, LostReason
 from crm.models.merchants import GridCheckRun, Industry, Merchant, MerchantGridFix
 from crm.models.people import MerchantPerson, MerchantRelation, Person, PersonRelation, PiiAccess, ProductHolding
 from crm.models.tasks import Handover, HandoverItem, Notification, Task
@@ -11,6 +11,8 @@ __all__ = [
     "Activity",
     "ActivityPhoto",
     "EventAttendance",
+    "FunnelMonthCount",
+    "FunnelRollupState",
     "GridCheckRun",
     "Handover",
     "HandoverItem",

@@ -53,6 +53,8 @@ class Activity(models.Model):
             models.Index(fields=["merchant", "-occurred_at"], name="activity_merchant_time"),
             # Activity volume per grid x period.
             models.Index(fields=["grid", "occurred_at"], name="activity_grid_time", include=["kind"]),
+            # Activities received since the funnel rollup was built (crm.selectors.funnel).
+            models.Index(fields=["received_at"], name="activity_received"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -23,9 +23,11 @@ import json
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
+from django.utils import timezone
 from psycopg.adapt import Loader
 
 from crm.choices import ActivityKind, LeadStage
+from crm.models.funnel import ROLLUP_KIND_COLUMNS, ROLLUP_STAGE_COLUMNS
 from grids.models import Grid
 
 # Fixed at import: the keys of every "stages" / "activities" object, in this order.
@@ -39,9 +41,34 @@ def _counts(prefix: str, column: str, values: tuple[str, ...]) -> str:
 
 
 def _object(prefix: str, values: tuple[str, ...], agg: str = "") -> str:
-    """json_build_object('lead', <col>, ...) over the pivoted columns (summed when ``agg``)."""
-    cols = (f"coalesce({agg}(r.{prefix}{i}), 0)" if agg else f"r.{prefix}{i}" for i in range(len(values)))
-    return "json_build_object(" + ", ".join(f"'{v}', {c}" for v, c in zip(values, cols, strict=True)) + ")"
+    """SQL text of a JSON object {"lead": <col>, ...} over the pivoted columns (summed when ``agg``):
+    the document is concatenated as text, cheaper than json_build_object per row (~1 ms for the
+    192 grids of a sub-branch)."""
+    parts = []
+    for i, value in enumerate(values):
+        column = f"coalesce({agg}(r.{prefix}{i}), 0)" if agg else f"r.{prefix}{i}"
+        parts.append("'" + ("," if i else "{") + '"' + value + '"' + ":' || " + column)
+    return " || ".join(parts) + " || '}'"
+
+
+# The report document (both statements): totals, then one object per grid by code.
+_ROW = (
+    """'{"id":' || r.id || ',"name":' || to_json(r.name)::text || ',"code":' || to_json(r.code)::text"""
+    + """ || ',"stages":' || """
+    + _object("s", STAGES)
+    + """ || ',"activities":' || """
+    + _object("a", KINDS)
+    + " || '}'"
+)
+_DOCUMENT = (
+    """SELECT '{"since":"' || %s::date || '","until":"' || %s::date || '","stages":' || """
+    + _object("s", STAGES, "sum")
+    + """ || ',"activities":' || """
+    + _object("a", KINDS, "sum")
+    + """ || ',"results":[' || coalesce(string_agg("""
+    + _ROW
+    + """, ',' ORDER BY r.code), '') || ']}'"""
+)
 
 
 assert all(v.isidentifier() and v.islower() for v in STAGES + KINDS), "choice values are spliced into SQL"
@@ -52,14 +79,7 @@ _ANY = " + ".join([f"s.s{i}" for i in range(len(STAGES))] + [f"a.a{i}" for i in 
 # index-only range scan of that grid's period (a plain Aggregate per grid: cheaper than hashing
 # every row by grid and stage/kind).
 REPORT_SQL = f"""
-SELECT json_build_object(
-    'since', %s::date, 'until', %s::date,
-    'stages', {_object("s", STAGES, "sum")},
-    'activities', {_object("a", KINDS, "sum")},
-    'results', coalesce(json_agg(json_build_object(
-        'id', r.id, 'name', r.name, 'code', r.code,
-        'stages', {_object("s", STAGES)},
-        'activities', {_object("a", KINDS)}) ORDER BY r.code), '[]'))::text
+{_DOCUMENT}
 FROM (
     SELECT g.id, g.name, g.code, s.*, a.*
     FROM (__GRIDS__) g
@@ -74,6 +94,88 @@ FROM (
     WHERE {_ANY} > 0
 ) r
 """
+
+
+# The rollup path (crm.models.FunnelMonthCount): the whole local months inside the period come from
+# the rollup, plus the rows written since it was built (received/recorded at or after
+# ``covers_before``: a handful, by their own index); the parts of the period outside whole months
+# (``__EDGES__``) from the raw rows like REPORT_SQL. ``covers_before`` is read inside the statement
+# (one snapshot with the counts, so a rebuild committing meanwhile can neither drop nor double a
+# row); ``hint`` is the value read just before, a literal that lets the planner see how few rows
+# are new (it is never later than the one read inside, so it only widens the range).
+_ROLLUP_SUMS = ", ".join(
+    f"r.{column} AS {prefix}{i}"
+    for prefix, columns in (("s", ROLLUP_STAGE_COLUMNS), ("a", ROLLUP_KIND_COLUMNS))
+    for i, column in enumerate(columns)
+)
+# A raw row as one count in its column: (sc.to_stage = 'lead')::int AS s0, ..., 0 AS a0, ...
+_STAGE_ROW = ", ".join([f"(sc.to_stage = '{v}')::int" for v in STAGES] + ["0"] * len(KINDS))
+_KIND_ROW = ", ".join(["0"] * len(STAGES) + [f"(a.kind = '{v}')::int" for v in KINDS])
+_SUMS = ", ".join(f"sum(c.{p}{i}) AS {p}{i}" for p, values in (("s", STAGES), ("a", KINDS)) for i in range(len(values)))
+_COLS = ", ".join(f"{p}{i}" for p, values in (("s", STAGES), ("a", KINDS)) for i in range(len(values)))
+
+ROLLUP_SQL = f"""
+WITH g AS (__GRIDS__),
+st AS (SELECT covers_before FROM crm_funnelrollupstate WHERE id = 1),
+c ({_COLS}, grid_id) AS (
+    SELECT {_ROLLUP_SUMS}, r.grid_id FROM crm_funnelmonthcount r
+     WHERE r.grid_id IN (SELECT id FROM g) AND r.month >= %s AND r.month < %s
+    UNION ALL
+    SELECT {_STAGE_ROW}, sc.grid_id FROM crm_leadstagechange sc, st
+     WHERE sc.recorded_at >= %s AND sc.recorded_at >= st.covers_before
+       AND sc.at >= %s AND sc.at < %s AND sc.grid_id IN (SELECT id FROM g)
+    UNION ALL
+    SELECT {_KIND_ROW}, a.grid_id FROM crm_activity a, st
+     WHERE a.received_at >= %s AND a.received_at >= st.covers_before
+       AND a.occurred_at >= %s AND a.occurred_at < %s AND a.grid_id IN (SELECT id FROM g)
+    __EDGES__
+)
+{_DOCUMENT}
+FROM (
+    SELECT g.id, g.name, g.code, {_SUMS}
+    FROM c JOIN g ON g.id = c.grid_id
+    GROUP BY g.id, g.name, g.code
+    HAVING {" + ".join(f"sum(c.{p}{i})" for p, values in (("s", STAGES), ("a", KINDS)) for i in range(len(values)))} > 0
+) r
+"""
+
+_EDGE_SQL = f"""
+    UNION ALL
+    SELECT {_STAGE_ROW}, sc.grid_id FROM crm_leadstagechange sc
+     WHERE sc.at >= %s AND sc.at < %s AND sc.grid_id IN (SELECT id FROM g)
+    UNION ALL
+    SELECT {_KIND_ROW}, a.grid_id FROM crm_activity a
+     WHERE a.occurred_at >= %s AND a.occurred_at < %s AND a.grid_id IN (SELECT id FROM g)"""
+
+
+def _whole_months(since: datetime.datetime, until: datetime.datetime):
+    """(first month start, end) as local dates and as instants: the whole local months inside
+    [since, until), or None when there is none."""
+    zone = timezone.get_default_timezone()
+    local = since.astimezone(zone)
+    first = local.date().replace(day=1)
+    if local != datetime.datetime.combine(first, datetime.time(), zone):
+        first = _next_month(first)
+    end = until.astimezone(zone).date().replace(day=1)
+    if end <= first:
+        return None
+    return (
+        first,
+        end,
+        datetime.datetime.combine(first, datetime.time(), zone),
+        datetime.datetime.combine(end, datetime.time(), zone),
+    )
+
+
+def _next_month(day: datetime.date) -> datetime.date:
+    return (day.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
+
+
+def _rollup_covers_before() -> datetime.datetime | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT covers_before FROM crm_funnelrollupstate WHERE id = 1")
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 class _RawText(Loader):
@@ -122,8 +224,22 @@ def funnel_report_json(
         grids_sql, grids_params = grids.order_by().values("id", "name", "code").query.sql_with_params()
     except EmptyResultSet:  # no scope, or ids that are all outside it: nothing to ask
         return _empty(since_day, until_day)
-    sql = REPORT_SQL.replace("__GRIDS__", grids_sql)
-    params = [since_day, until_day, *grids_params, since, until, since, until]
+    months = _whole_months(since, until)
+    hint = _rollup_covers_before() if months else None
+    if hint is None:  # no whole month in the period, or the rollup was never built
+        sql = REPORT_SQL.replace("__GRIDS__", grids_sql)
+        params = [since_day, until_day, *grids_params, since, until, since, until]
+    else:
+        first_month, end_month, months_from, months_to = months
+        fresh = [hint, months_from, months_to]
+        params = [*grids_params, first_month, end_month, *fresh, *fresh]
+        edges = ""
+        for lo, hi in ((since, months_from), (months_to, until)):
+            if lo < hi:
+                edges += _EDGE_SQL
+                params += [lo, hi, lo, hi]
+        params += [since_day, until_day]
+        sql = ROLLUP_SQL.replace("__GRIDS__", grids_sql).replace("__EDGES__", edges)
     with connection.cursor() as cursor:
         cursor.cursor.adapters.register_loader("text", _RawText)
         cursor.execute(sql, params)
