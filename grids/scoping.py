@@ -153,14 +153,28 @@ def resolve_scope(user, action: str = VIEW) -> UserScope:
     key = (user.pk, action, today)
     scope = cache.get(key)
     if scope is None:
-        scope = cache[key] = _resolve(user.pk, action, today)
+        scope = cache[key] = _resolve(user.pk, action, today, rows=cache.get((user.pk, _ROWS, today)))
     return _granted(user, scope)
+
+
+_ROWS = "membership rows"
+
+
+def seed_scope_rows(user_id: int, today, rows: list[tuple]) -> None:
+    """Inside a read-only request (``scope_cache``), keep ``user_id``'s active membership rows
+    (branch, sub-branch, grid, role) as of ``today``, read together with the user
+    (grids.auth.ScopedModelBackend), so resolving the scope asks the database nothing more.
+    Outside one (writes, Celery, shell) it does nothing; a Membership saved meanwhile empties the
+    cache with everything else in it."""
+    cache = _request_scopes.get()
+    if cache is not None:
+        cache[(user_id, _ROWS, today)] = rows
 
 
 _MEMBERSHIP_SQL: tuple[str, tuple[str, ...]] | None = None
 
 
-def _membership_sql() -> tuple[str, tuple[str, ...]]:
+def membership_sql() -> tuple[str, tuple[str, ...]]:
     """The active-membership query, compiled once from the ORM (it runs on every request, and
     compiling it cost more than running it), and the order of its parameters ("user"/"today")."""
     global _MEMBERSHIP_SQL
@@ -182,15 +196,17 @@ def _membership_sql() -> tuple[str, tuple[str, ...]]:
     return _MEMBERSHIP_SQL
 
 
-def _resolve(user_id: int, action: str, today) -> UserScope:
+def _resolve(user_id: int, action: str, today, rows: list[tuple] | None = None) -> UserScope:
+    """The scope from the active membership rows (asked from the database unless given)."""
     from grids.choices import READ_ONLY_ROLES
 
-    Membership = apps.get_model("grids", "Membership")
-    sql, order = _membership_sql()
-    values = {"user": user_id, "today": today}
-    with connections[Membership.objects.db].cursor() as cursor:
-        cursor.execute(sql, [values[name] for name in order])
-        rows = cursor.fetchall()
+    if rows is None:
+        Membership = apps.get_model("grids", "Membership")
+        sql, order = membership_sql()
+        values = {"user": user_id, "today": today}
+        with connections[Membership.objects.db].cursor() as cursor:
+            cursor.execute(sql, [values[name] for name in order])
+            rows = cursor.fetchall()
     branches, sub_branches, grids = set(), set(), set()
     for b, sb, g, role in rows:
         if action != VIEW and role in READ_ONLY_ROLES:

@@ -60,6 +60,9 @@ MIDDLEWARE = [
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 AUTH_USER_MODEL = "grids.User"
+# ModelBackend, but the session's user is loaded with its active memberships in one statement
+# (the scope every request resolves next): grids/auth.py.
+AUTHENTICATION_BACKENDS = ["grids.auth.ScopedModelBackend"]
 # Sessions read through the cache (Redis, CACHES below) and stored in the database (Django's
 # cached_db), ignoring malformed cookies (a NUL byte in sessionid was a 500). See core/sessions.py.
 SESSION_ENGINE = "core.sessions"
