@@ -4,7 +4,7 @@
   by PostgreSQL, gzip-compressed when the client accepts it, with a weak ETag; ``If-None-Match``
   with that ETag answers 304 and no body. Wide scopes name their grids: ``?grid=1,2``.
 * ``POST /api/v1/sync/``              the outbox, up to 200 items, one answer per item
-  (crm.services.sync: idempotent by client UUID, each item in its own savepoint).
+  (crm.services.sync: idempotent by client UUID; a rejected item writes nothing and loses no other).
 * ``POST /api/v1/sync/photos/``       one photo (multipart), idempotent by its client UUID.
 * ``GET  /api/v1/sync/status/``       server time and who is logged in: cheap, for the app to notice
   an expired login (401/403 JSON, never a redirect to the HTML login page).

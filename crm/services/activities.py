@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.gis.db.models import PointField
 from django.contrib.gis.db.models.functions import Distance
 from django.contrib.gis.geos import Point
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import EmptyResultSet, FullResultSet, PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -376,17 +376,68 @@ _MANY_FIELDS = frozenset(
     }
 )
 
+#: merchant_scope_condition() per scope: the SQL is a function of the scope alone (grid members get
+#: their grid ids as literals, wider scopes a sub-select on grids), and compiling it from the ORM
+#: cost more than running it.
+_SCOPE_SQL: dict = {}
+
+
+def merchant_scope_condition(by) -> tuple[str, list] | None:
+    """``restrict(by, "change")`` on merchants as a SQL condition on the table ``crm_merchant``
+    (not aliased) and its parameters, compiled from the same Q; None when ``by`` may change no
+    merchant. Resolved with resolve_scope(), so a ``scope_grant()`` applies. A condition rather
+    than a sub-select: the planner then checks it on the merchant row it reads anyway."""
+    if not getattr(by, "is_authenticated", False):
+        return None
+    scope = resolve_scope(by, "change")
+    found = _SCOPE_SQL.get(scope)
+    if found is None:
+        q = scope_q(Merchant, by, "change", scope=scope)
+        query = (Merchant.objects.filter(q) if q is not None else Merchant.objects.all()).order_by().query
+        compiler = query.get_compiler(using=Merchant.objects.db)
+        table = Merchant._meta.db_table
+        try:
+            if any(query.alias_refcount[alias] for alias in query.alias_map if alias != table):
+                # A rule through joins (not the merchants' own columns): as a sub-select.
+                inner, params = Merchant.objects.filter(q).order_by().values("pk").query.sql_with_params()
+                sql = f'"{table}"."id" IN ({inner})'
+            else:
+                sql, params = compiler.compile(query.where)
+        except EmptyResultSet:  # no scope (a leaver): nothing to ask the database
+            found = (None, ())
+        except FullResultSet:  # everything (a superuser)
+            found = ("TRUE", ())
+        else:
+            found = (f"({sql})", tuple(params))
+        if len(_SCOPE_SQL) > 1000:
+            _SCOPE_SQL.clear()
+        _SCOPE_SQL[scope] = found
+    return None if found[0] is None else (found[0], list(found[1]))
+
+
+def merchants_in_scope_sql(by, condition: tuple[str, list] | None = None) -> tuple[str, list] | None:
+    """SQL selecting ``id, grid_id, owner_id`` of the merchants ``by`` may change (restrict(by,
+    "change"); ``condition``: merchant_scope_condition(by) when the caller has it) among the ids
+    given as its last parameter (a list), and its other parameters; None when ``by`` may change no
+    merchant."""
+    condition = condition or merchant_scope_condition(by)
+    if condition is None:
+        return None
+    table = Merchant._meta.db_table
+    return f"SELECT id, grid_id, owner_id FROM {table} WHERE {condition[0]} AND id = ANY(%s::bigint[])", condition[1]
+
+
 # The rows of a batch, the merchant's distance and the check-in flag computed in the same statement,
 # the scope re-checked on the merchant as it is at the insert (activity_log re-checks after its
-# write for the same reason), a UUID already stored left alone. {scope} is restrict()'s sub-select.
+# write for the same reason), a UUID already stored left alone. {scope}: merchant_scope_condition().
 _INSERT_MANY = """
 INSERT INTO crm_activity (kind, merchant_id, grid_id, by_id, occurred_at, title, event_type, notes, outcome,
                           intent, next_step, checkin_location, checkin_accuracy_m, checkin_distance_m,
                           checkin_flag, checkout_at, client_uuid, device_time, received_at)
-SELECT i.kind, m.id, m.grid_id, %s, i.at, '', '', i.notes, i.outcome, i.intent, i.next_step,
-       i.pt, i.acc, d.m,
+SELECT i.kind, crm_merchant.id, crm_merchant.grid_id, %s, i.at, '', '', i.notes, i.outcome, i.intent, i.next_step,
+       i.pt, i.acc, d.metres,
        CASE WHEN i.pt IS NULL THEN ''
-            WHEN d.m > %s THEN 'too_far'
+            WHEN d.metres > %s THEN 'too_far'
             WHEN i.acc IS NULL OR i.acc > %s THEN 'poor_accuracy'
             ELSE 'ok' END,
        i.checkout, i.u, i.device_time, %s
@@ -396,9 +447,9 @@ FROM (
          AS u(n int, u uuid, kind text, mid bigint, at timestamptz, notes text, outcome text, intent text,
               next_step text, lon float8, lat float8, acc float8, checkout timestamptz, device_time timestamptz)
 ) i
-JOIN crm_merchant m ON m.id = i.mid AND m.grid_id IS NOT NULL AND m.id IN ({scope})
+JOIN crm_merchant ON crm_merchant.id = i.mid AND crm_merchant.grid_id IS NOT NULL AND {scope}
 CROSS JOIN LATERAL (
-    SELECT ST_Distance(m.location::geography, i.pt::geography) AS m
+    SELECT ST_Distance(crm_merchant.location::geography, i.pt::geography) AS metres
 ) d
 ORDER BY i.n
 ON CONFLICT (client_uuid) DO NOTHING
@@ -406,7 +457,7 @@ RETURNING id, client_uuid, checkin_distance_m, checkin_flag
 """
 
 
-def activity_log_many(*, by, items: list[dict]) -> list[LogResult]:
+def activity_log_many(*, by, items: list[dict], scoped: dict | None = None) -> list[LogResult]:
     """Log many visits and calls of ``by`` at once (an offline outbox), each item answered on its own
     (a list of LogResult, in the order of ``items``), with the rules of ``activity_log``.
 
@@ -425,14 +476,19 @@ def activity_log_many(*, by, items: list[dict]) -> list[LogResult]:
 
     Scope is ``restrict(by, "change")`` as resolve_scope() answers it, so a caller's
     ``grids.scoping.scope_grant()`` applies here as it does to activity_log. Run inside the
-    caller's transaction (one is opened if there is none)."""
+    caller's transaction (one is opened if there is none).
+
+    ``scoped``: what the caller already read, in this transaction and with the same scope, from
+    ``merchants_in_scope_sql(by)`` for the merchants the items name: ``{merchant id: (grid_id,
+    owner_id)}``, ``None`` for an id read and found out of scope. Those are not read again (an id
+    it does not cover is); the INSERT re-checks the scope on every row all the same."""
     # No savepoint of its own (two statements): nothing in it fails on an item's account; a
     # database error fails the caller's transaction, which is what the caller's savepoint is for.
     with transaction.atomic(savepoint=False):
-        return _log_many(by=by, items=items)
+        return _log_many(by=by, items=items, given=scoped)
 
 
-def _log_many(*, by, items: list[dict]) -> list[LogResult]:
+def _log_many(*, by, items: list[dict], given: dict | None = None) -> list[LogResult]:
     now = timezone.now()
     results: list[LogResult | None] = [None] * len(items)
     first: dict[uuid.UUID, int] = {}
@@ -464,17 +520,20 @@ def _log_many(*, by, items: list[dict]) -> list[LogResult]:
         m = item.get("merchant")
         return m.pk if isinstance(m, Merchant) else m
 
-    # restrict(by, "change"), resolved once for both statements that apply it.
+    # restrict(by, "change"), resolved once for both statements that apply it (compiled once per
+    # scope): what the caller read already is not asked again.
     wanted = {merchant_id(items[n]) for n in first.values() if n not in one_by_one_set} - {None}
-    in_scope = Merchant.objects.none()
+    scope = merchant_scope_condition(by) if wanted else None
     scoped = {}
-    if wanted and getattr(by, "is_authenticated", False):
-        q = scope_q(Merchant, by, "change", scope=resolve_scope(by, "change"))
-        in_scope = Merchant.objects.filter(q) if q is not None else Merchant.objects.all()
-        scoped = {
-            pk: (grid_id, owner_id)
-            for pk, grid_id, owner_id in in_scope.filter(pk__in=wanted).values_list("pk", "grid_id", "owner_id")
-        }
+    if given:
+        scoped = {pk: found for pk, found in given.items() if found is not None and pk in wanted}
+        wanted = {pk for pk in wanted if pk not in given}
+    ids = [pk for pk in wanted if type(pk) is int]
+    if ids and scope is not None:
+        sql, params = merchants_in_scope_sql(by, scope)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, ids])
+            scoped.update((pk, (grid_id, owner_id)) for pk, grid_id, owner_id in cursor.fetchall())
 
     # The rules, per item, in Python.
     for n in first.values():
@@ -488,7 +547,7 @@ def _log_many(*, by, items: list[dict]) -> list[LogResult]:
         else:
             bulk.append((n, row, lon_lat))
 
-    created = _insert_many(by=by, rows=bulk, in_scope=in_scope.filter(pk__in=list(scoped)), now=now)
+    created = _insert_many(by=by, rows=bulk, scope=scope, now=now)
     for n, row, _xy in bulk:
         if row["client_uuid"] in created:
             pk, distance, flag = created[row["client_uuid"]]
@@ -692,12 +751,12 @@ def _saved_activity(row: dict, pk: int) -> Activity:
     return Activity.from_db(connection.alias, _ATTNAMES, [values[name] for name in _ATTNAMES])
 
 
-def _insert_many(*, by, rows: list, in_scope, now) -> dict[uuid.UUID, tuple[int, float, str]]:
+def _insert_many(*, by, rows: list, scope: tuple[str, list] | None, now) -> dict[uuid.UUID, tuple[int, float, str]]:
     """One INSERT of ``rows`` ((n, values, (lon, lat))); {client_uuid: (id, distance, flag)} written.
-    ``in_scope``: the merchants ``by`` may change (a queryset, re-applied inside the statement)."""
-    if not rows:
+    ``scope``: ``merchant_scope_condition(by)``, re-applied inside the statement."""
+    if not rows or scope is None:
         return {}
-    scope_sql, scope_params = in_scope.values("pk").query.sql_with_params()
+    scope_sql, scope_params = scope
     # One JSON document rather than an array per column: psycopg adapts 14 lists of 100 values
     # (timestamps, UUIDs) slower than json.dumps writes them all.
     iso = lambda value: value.isoformat() if value is not None else None  # noqa: E731

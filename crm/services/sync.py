@@ -12,11 +12,16 @@ answers, in the same order, ``created`` / ``duplicate`` / ``rejected`` / ``confl
   (activities: ``ON CONFLICT (client_uuid) DO NOTHING``, then the row that is there).
 * **A rejected item writes nothing and never loses the others**: merchant items each in a savepoint;
   activity items validated before the one statement that writes them (a lead move: its savepoint).
-* **Reuse, no second set of rules**: activities go through ``ActivitySerializer`` and
+* **Reuse, no second set of rules**: activities go through ``ActivitySerializer``'s fields and
   ``activity_log_many`` (activity_log's rules, set-based: a run of activity items in a row is one
-  scope query, one ``INSERT … ON CONFLICT (client_uuid) DO NOTHING`` and one insert of tasks, a
-  rejected item simply left out of it); merchants through ``MerchantSerializer`` and ``merchant_save``; photos through
-  ``photo_attach``. Their errors come back under the payload's field names.
+  ``INSERT … ON CONFLICT (client_uuid) DO NOTHING`` and one insert of tasks, a rejected item simply
+  left out of it); merchants through ``MerchantSerializer`` and ``merchant_save``; photos through
+  ``photo_attach``. Their errors come back under the payload's field names. A field's value that
+  plainly passes is taken as the field would take it without running DRF's machinery per item
+  (``_lean_check``); anything else runs the field itself, so every error is the serializer's own.
+* **Few statements**: after the locks, one statement reads the rows already stored under the
+  batch's UUIDs *and* the scope (grid, owner) of every merchant the visits name; activity_log_many
+  takes that reading instead of asking again, and its INSERT re-checks the scope on each row.
 * **device_time** is stored as sent (``Activity.device_time``, ``MerchantSyncEdit.device_time``);
   ``received_at`` is the server's clock. An activity's ``occurred_at`` defaults to its device_time.
 
@@ -49,6 +54,7 @@ merchant's ``version`` still equals the ``base_version`` the device edited; othe
 from __future__ import annotations
 
 import datetime
+import functools
 import uuid
 from dataclasses import dataclass
 
@@ -60,12 +66,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from rest_framework import serializers
+from rest_framework.fields import SkipField
 
 from crm.choices import ActivityKind, PhotoKind
 from crm.models import Activity, ActivityPhoto, Merchant
 from crm.models.merchants import MerchantSyncEdit
 from crm.selectors.working_set import merchant_rows
-from crm.services.activities import LogResult, activity_log_many
+from crm.services.activities import LogResult, activity_log_many, merchants_in_scope_sql
 from crm.services.duplicates import merchant_duplicate_candidates
 from crm.services.photos import photo_attach
 from grids import scoping
@@ -257,6 +264,138 @@ def _point(value):
     return value
 
 
+# -- Activity items: ActivitySerializer's fields, with a lean check for plainly valid values ----------
+
+_OFFLINE_KINDS = frozenset({ActivityKind.VISIT, ActivityKind.CALL})
+#: A lean check's answer for a value it does not judge (invalid, or out of the ordinary): the
+#: serializer's field then runs, and words the error.
+_SLOW = object()
+
+
+def _activity_serializer(context: dict):
+    """ActivitySerializer with only the fields a sync payload feeds (the merchant is resolved by the
+    batch): each field left costs every item a pass."""
+    from crm.api.activities import ActivitySerializer
+
+    serializer = ActivitySerializer(context=context)
+    for name in list(serializer.fields):
+        if name not in _ACTIVITY_SERIALIZER_FIELDS:
+            del serializer.fields[name]
+    return serializer
+
+
+def _lean_check(field):
+    """For a field of a kind whose whole work on a plain value is known (a choice, a string, an
+    ISO 8601 time, a bounded number, a GeoJSON Point) and that has no other validators:
+    ``check(value, tz)`` answering what ``field.run_validation(value)`` returns for a value that
+    plainly passes, and ``_SLOW`` for anything else (never an error of its own). None for other
+    fields."""
+    from django.core.validators import (
+        MaxLengthValidator,
+        MaxValueValidator,
+        MinValueValidator,
+        ProhibitNullCharactersValidator,
+    )
+    from django.utils.dateparse import parse_datetime
+    from rest_framework import ISO_8601
+    from rest_framework.settings import api_settings
+    from rest_framework.validators import ProhibitSurrogateCharactersValidator
+
+    from core.api.fields import StrictGeometryField
+
+    kind, validators = type(field), field.validators
+    if kind is serializers.ChoiceField and not validators:
+        table = {key: value for key, value in field.choice_strings_to_values.items() if key != ""}
+        return lambda value, tz: table.get(value, _SLOW) if type(value) is str else _SLOW
+    if kind is serializers.CharField and field.trim_whitespace and field.min_length is None:
+        limit = field.max_length
+        plain = (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
+        if not all(type(v) in plain or (type(v) is MaxLengthValidator and v.limit_value == limit) for v in validators):
+            return None
+
+        def text(value, tz):
+            if type(value) is not str:
+                return _SLOW
+            value = value.strip()
+            if not value or (limit is not None and len(value) > limit) or "\x00" in value:
+                return _SLOW  # blank, too long, a NUL: the field decides and words it
+            if not value.isascii():
+                try:
+                    value.encode()  # a surrogate does not encode: the field words it
+                except UnicodeEncodeError:
+                    return _SLOW
+            return value
+
+        return text
+    if (
+        kind is serializers.DateTimeField
+        and not validators
+        and not hasattr(field, "timezone")
+        and list(getattr(field, "input_formats", api_settings.DATETIME_INPUT_FORMATS)) == [ISO_8601]
+    ):
+
+        def when(value, tz):
+            if type(value) is str:
+                try:
+                    value = parse_datetime(value)
+                except ValueError:
+                    return _SLOW
+            elif type(value) is not datetime.datetime:
+                return _SLOW
+            if value is None or value.utcoffset() is None or tz is None:
+                return _SLOW  # not a time, or naive: the field decides
+            try:
+                return value.astimezone(tz)
+            except (OverflowError, ValueError):
+                return _SLOW
+
+        return when
+    if kind is serializers.FloatField:
+        low, high = field.min_value, field.max_value
+        expected = {MaxValueValidator: high, MinValueValidator: low}
+        expected = {kind: limit for kind, limit in expected.items() if limit is not None}
+        if len(validators) != len(expected) or {type(v): v.limit_value for v in validators} != expected:
+            return None  # validators of its own: the field runs
+
+        def number(value, tz):
+            if type(value) is not float and type(value) is not int:
+                return _SLOW
+            try:
+                value = float(value)
+            except OverflowError:
+                return _SLOW
+            if (low is None or value >= low) and (high is None or value <= high):
+                return value
+            return _SLOW  # out of range, or NaN: the field words it
+
+        return number
+    if kind is StrictGeometryField and not validators and tuple(field.geom_types) == ("Point",):
+        # (lon, lat), which activity_log_many takes as it is (no GEOS geometry built per visit).
+        return lambda value, tz: _plain_position(value) or _SLOW
+    return None
+
+
+@functools.cache
+def _activity_plan() -> list | None:
+    """[(field name, source, lean check or None, skipped when absent)] of the sync fields of
+    ActivitySerializer, in its order, built once per process; None when the serializer has more to
+    it than its fields (validators, ``validate()``, ``validate_<field>()``, nested sources): then it
+    runs whole."""
+    from rest_framework.fields import empty
+
+    serializer = _activity_serializer(context={})
+    fields = [f for f in serializer.fields.values() if not f.read_only]
+    plain = (
+        not serializer.validators
+        and type(serializer).validate is serializers.Serializer.validate
+        and all(len(f.source_attrs) == 1 for f in fields)
+        and not any(hasattr(serializer, f"validate_{f.field_name}") for f in fields)
+    )
+    if not plain:
+        return None
+    return [(f.field_name, f.source, _lean_check(f), not f.required and f.default is empty) for f in fields]
+
+
 # The late-visit rule, for many (item, merchant, time) at once: which items it allows.
 LATE_SQL = """
 SELECT i.n
@@ -305,58 +444,78 @@ class _Batch:
         self.user = request.user
         self.items = items
         self.now = timezone.now()
-        self.merchants: set[int] = set()  # ids in the user's change scope now
+        # Merchants the activity items name, read with the known UUIDs: {id: (grid_id, owner_id)}
+        # in the user's change scope now, None when out of it (then the late-visit rule decides).
+        self.merchants: dict[int, tuple[int | None, int | None] | None] = {}
         self.late: dict[int, Merchant] = {}  # n -> merchant, allowed by the late-visit rule
         self.created_merchants: dict[uuid.UUID, int] = {}
+        # Whether a merchant item of this batch has written: then the merchants read at the start
+        # may have changed (grid, owner), and activity_log_many reads them again.
+        self.merchants_written = False
         self._activity_serializer = None
-        self._activity_fields: list | None = None
-        self._activity_choices: dict[str, dict] = {}
+        # DRF's DateTimeField's time zone (None: naive times), for the lean checks.
+        self.tz = timezone.get_current_timezone() if settings.USE_TZ else None
 
     # -- what already exists for these UUIDs (earlier batches) ----------------------------------
-    def _known(self) -> dict[uuid.UUID, tuple[str, int, int]]:
-        # One statement for both tables, the UUIDs as one array (a placeholder per UUID cost more
-        # than the lookup).
+    _KNOWN_SQL = (
+        f"SELECT 0, client_uuid, 'activity', id, by_id, NULL::bigint FROM {Activity._meta.db_table}"
+        " WHERE client_uuid = ANY(%s::uuid[])"
+        f" UNION ALL SELECT 1, client_uuid, 'merchant_' || kind, merchant_id, by_id, NULL"
+        f" FROM {MerchantSyncEdit._meta.db_table} WHERE client_uuid = ANY(%s::uuid[])"
+    )
+
+    def _read(self, *, merchant_ids=()) -> dict[uuid.UUID, tuple[str, int, int]]:
+        """One statement (the UUIDs as one array: a placeholder per UUID cost more than the lookup):
+        the rows already stored under the batch's UUIDs, and, given ``merchant_ids``, which of them
+        the user may change now (restrict(user, "change"), with grid and owner), into
+        ``self.merchants``. Returns {client_uuid: (kind, id, by_id)}."""
         uuids = [str(i.client_uuid) for i in self.items]
-        known = {}
+        sql, params = self._KNOWN_SQL, [uuids, uuids]
+        scope_sql = merchants_in_scope_sql(self.user) if merchant_ids else None
+        if scope_sql is not None:
+            sql += f" UNION ALL SELECT 2, NULL, NULL, m.id, m.grid_id, m.owner_id FROM ({scope_sql[0]}) m"
+            params += [*scope_sql[1], list(merchant_ids)]
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT client_uuid, 'activity', id, by_id FROM {Activity._meta.db_table}"
-                " WHERE client_uuid = ANY(%s::uuid[])"
-                f" UNION ALL SELECT client_uuid, 'merchant_' || kind, merchant_id, by_id"
-                f" FROM {MerchantSyncEdit._meta.db_table} WHERE client_uuid = ANY(%s::uuid[])",
-                [uuids, uuids],
-            )
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
+        known = {}
+        merchants = dict.fromkeys(merchant_ids)
         # Activities first, then merchant edits (which win for a UUID in both, as before).
-        for cu, kind, pk, by in sorted(rows, key=lambda row: row[1] != "activity"):
-            known[cu] = (kind, pk, by)
+        for source, cu, kind, pk, by, owner in sorted(rows, key=lambda row: row[0]):
+            if source == 2:
+                merchants[pk] = (by, owner)  # (grid_id, owner_id)
+            else:
+                known[cu] = (kind, pk, by)
+        if merchant_ids:
+            self.merchants = merchants
         return known
 
-    def _prefetch_merchants(self) -> None:
-        """Merchants the activity items name: those in scope now (one query), then the late-visit
-        rule for the rest (one statement)."""
-        wanted: dict[int, list[tuple[int, datetime.datetime]]] = {}
+    def _known(self) -> dict[uuid.UUID, tuple[str, int, int]]:
+        return self._read()
+
+    def _activity_merchant_ids(self) -> dict[int, list[int]]:
+        """Merchant ids the activity items name -> the items (n) naming them."""
+        wanted: dict[int, list[int]] = {}
         for n, item in enumerate(self.items):
             if item.type != "activity":
                 continue
             mid = item.payload.get("merchant")
-            if isinstance(mid, int) and not isinstance(mid, bool) and 0 < mid < 2**63:
-                at = _activity_time(item)
-                wanted.setdefault(mid, []).append((n, at))
-        if not wanted:
-            return
-        # Only what the batch needs (activity_log_many reads the scope again, with the owner).
-        self.merchants = set(
-            Merchant.objects.restrict(self.user, "change").filter(pk__in=wanted).values_list("pk", flat=True)
-        )
+            if type(mid) is int and 0 < mid < 2**63:
+                wanted.setdefault(mid, []).append(n)
+        return wanted
+
+    def _late_visits(self, wanted: dict) -> None:
+        """The late-visit rule (one statement) for the merchants named that are out of scope now."""
         earliest = self.now - LATE_WINDOW
-        candidates = [
-            (n, mid, at)
-            for mid, uses in wanted.items()
-            if mid not in self.merchants
-            for n, at in uses
-            if at is not None and earliest <= at <= self.now + datetime.timedelta(minutes=5)
-        ]
+        latest = self.now + datetime.timedelta(minutes=5)
+        candidates = []
+        for mid, uses in wanted.items():
+            if self.merchants.get(mid) is not None:
+                continue
+            for n in uses:
+                at = _activity_time(self.items[n])
+                if at is not None and earliest <= at <= latest:
+                    candidates.append((n, mid, at))
         allowed = late_visits_allowed(user=self.user, candidates=candidates)
         if allowed:
             late_ids = {mid for n, mid, _at in candidates if n in allowed}
@@ -366,10 +525,14 @@ class _Batch:
     def run(self) -> list[dict]:
         results: list[dict] = []
         # One scope resolution per action for the whole batch (no membership changes inside it).
-        with scoping.scope_cache(), transaction.atomic():
+        # No savepoint of its own: nothing in here is undone on its own (each merchant item has its
+        # savepoint); an error fails the request, and with it the caller's transaction.
+        with scoping.scope_cache(), transaction.atomic(savepoint=False):
             _lock_uuids(i.client_uuid for i in self.items)
-            known = self._known()
-            self._prefetch_merchants()
+            wanted = self._activity_merchant_ids()
+            known = self._read(merchant_ids=wanted)
+            if wanted:
+                self._late_visits(wanted)
             n = 0
             while n < len(self.items):
                 if self.items[n].type == "activity":
@@ -382,6 +545,7 @@ class _Batch:
                 else:
                     end = n + 1
                     answered = [self._one(n, self.items[n], known)]
+                    self.merchants_written = True
                 for item, result in zip(self.items[n:end], answered, strict=True):
                     if result.status == CREATED:
                         known[item.client_uuid] = (self._kind_of(item), result.id, self.user.pk)
@@ -439,7 +603,7 @@ class _Batch:
 
     # -- activity -------------------------------------------------------------------------------
     def _activities(self, ns: range, known: dict) -> list[ItemResult]:
-        """Activity items ``ns`` (in a row): each validated by ActivitySerializer as POST
+        """Activity items ``ns`` (in a row): each validated by ActivitySerializer's fields as POST
         /activities/ does, then all logged by activity_log_many (the rules of activity_log, set-based);
         late visits in a second call, with the user's scope granted their merchants' grids."""
         answers: dict[int, ItemResult] = {}
@@ -463,7 +627,10 @@ class _Batch:
                 with scoping.scope_grant(self.user, {kwargs["merchant"].grid_id for kwargs in items}):
                     logged = activity_log_many(by=self.user, items=items)
             else:
-                logged = activity_log_many(by=self.user, items=items)
+                # The merchants' scope as read with the known UUIDs (same transaction, same scope),
+                # unless a merchant item of the batch wrote since.
+                scoped = None if self.merchants_written else self.merchants
+                logged = activity_log_many(by=self.user, items=items, scoped=scoped)
             for (n, _kwargs, warnings), result in zip(group, logged, strict=True):
                 answers[n] = self._activity_answer(self.items[n], result, late, warnings)
         return [answers[n] for n in ns]
@@ -491,16 +658,13 @@ class _Batch:
     def _activity(self, n: int, item: SyncItem) -> ItemResult | tuple[dict, bool, dict | None]:
         """The item as activity_log's keyword arguments, whether it is a late visit, and its
         warnings; or its rejection."""
-        from crm.api.activities import ActivitySerializer
-
         p = item.payload
-        rejected = lambda errors: ItemResult(item.client_uuid, REJECTED, errors=errors)  # noqa: E731
         kind = p.get("kind", ActivityKind.VISIT)
-        if kind not in (ActivityKind.VISIT, ActivityKind.CALL):
-            return rejected({"kind": [_("Offline, log a visit or a call.")]})
+        if kind not in _OFFLINE_KINDS:
+            return ItemResult(item.client_uuid, REJECTED, errors={"kind": [_("Offline, log a visit or a call.")]})
         merchant, late = self._activity_merchant(n, item)
         if merchant is None:
-            return rejected(_not_found())
+            return ItemResult(item.client_uuid, REJECTED, errors=_not_found())
         data = {key: p[key] for key in _ACTIVITY_FIELDS if key in p and p[key] is not None}
         # The device time as the datetime it is: DRF's DateTimeField takes it as parsing its ISO
         # form would give it (then the same time zone), without writing and parsing it again.
@@ -522,35 +686,10 @@ class _Batch:
             else:
                 data["advance_lead_id"] = p.get("advance_lead")
                 data["advance_to"] = p.get("advance_to")
-        # One ActivitySerializer for the whole batch: its fields are built once, then each item
-        # runs through its validation, as POST /activities/ does.
-        if self._activity_serializer is None:
-            serializer = ActivitySerializer(context={"request": self.request})
-            # Only the fields a sync payload can carry (the merchant is resolved above): each field
-            # left costs every item a pass.
-            for name in list(serializer.fields):
-                if name not in _ACTIVITY_SERIALIZER_FIELDS:
-                    del serializer.fields[name]
-            fields = [f for f in serializer.fields.values() if not f.read_only]
-            plain = (
-                not serializer.validators
-                and type(serializer).validate is serializers.Serializer.validate
-                and all(len(f.source_attrs) == 1 for f in fields)
-                and not any(hasattr(serializer, f"validate_{f.field_name}") for f in fields)
-            )
-            # Walked field by field below only while that is exactly what the serializer would do.
-            self._activity_fields = fields if plain else None
-            # Choice fields whose whole work is the lookup (no validators): value -> choice.
-            self._activity_choices = {
-                f.field_name: {k: v for k, v in f.choice_strings_to_values.items() if k != ""}
-                for f in fields
-                if type(f) is serializers.ChoiceField and not f.validators
-            }
-            self._activity_serializer = serializer
         try:
             validated = self._validate_activity(data)
         except serializers.ValidationError as exc:
-            return rejected(_rename(_errors(exc), _ACTIVITY_ERROR_KEYS))
+            return ItemResult(item.client_uuid, REJECTED, errors=_rename(_errors(exc), _ACTIVITY_ERROR_KEYS))
         # As ActivitySerializer.create() hands them to activity_log.
         kwargs = {key: value for key, value in validated.items() if value is not None}
         kwargs.pop("attendee_merchant_ids", None)
@@ -561,42 +700,48 @@ class _Batch:
             kwargs["advance_lead"] = kwargs.pop("advance_lead_id")
         if not kwargs.get("advance_to"):
             kwargs.pop("advance_to", None)
-        kwargs.update(merchant=merchant, client_uuid=item.client_uuid, device_time=item.device_time)
+        kwargs["merchant"] = merchant
+        kwargs["client_uuid"] = item.client_uuid
+        kwargs["device_time"] = item.device_time
         return kwargs, late, warnings
+
+    def _serializer(self):
+        """The batch's ActivitySerializer (its sync fields), for what the lean checks leave to it."""
+        if self._activity_serializer is None:
+            self._activity_serializer = _activity_serializer(context={"request": self.request})
+        return self._activity_serializer
 
     def _validate_activity(self, data: dict) -> dict:
         """``ActivitySerializer.run_validation(data)`` for a sync payload: DRF's to_internal_value()
-        over the same fields in the same order, so the same values and errors (the serializer has
-        no ``validate()``, ``validate_<field>()`` or validators of its own, and flat sources:
-        checked when the fields are set up), without the serializer's per-call machinery, which
-        cost more per item than writing the row."""
-        from rest_framework.fields import SkipField, empty
-
-        if self._activity_fields is None:
-            return self._activity_serializer.run_validation(data)
+        over the same fields in the same order, so the same values and errors. A value a field's
+        lean check (``_lean_check``) finds plainly valid is taken as that field would take it;
+        anything else (an error, an unusual value, a lead to move) is judged by the field itself, so
+        every error is the serializer's own, per item and per field."""
+        plan = _activity_plan()
+        if plan is None:  # the serializer has rules of its own beyond its fields: run it whole
+            return self._serializer().run_validation(data)
+        tz = self.tz
         validated, errors = {}, {}
-        for field in self._activity_fields:
-            name = field.field_name
-            if name not in data and not field.required and field.default is empty:
+        for name, source, lean, skip_if_absent in plan:
+            if name in data:
+                if lean is not None:
+                    value = lean(data[name], tz)
+                    if value is not _SLOW:
+                        validated[source] = value
+                        continue
+            elif skip_if_absent:
                 continue  # what run_validation(empty) would do: SkipField
-            raw = data.get(name)
-            # Plain values, answered as the field would without running it (anything else runs it).
-            if name in self._activity_choices and type(raw) is str and raw in self._activity_choices[name]:
-                validated[field.source] = self._activity_choices[name][raw]
-                continue
-            if name == "checkin" and (position := _plain_position(raw)) is not None:
-                validated[field.source] = position  # (lon, lat): activity_log_many takes it as is
-                continue
+            field = self._serializer().fields[name]
             try:
                 value = field.run_validation(field.get_value(data))
             except serializers.ValidationError as exc:
-                errors[field.field_name] = exc.detail
+                errors[name] = exc.detail
             except DjangoValidationError as exc:
-                errors[field.field_name] = serializers.get_error_detail(exc)
+                errors[name] = serializers.get_error_detail(exc)
             except SkipField:
                 continue
             else:
-                validated[field.source] = value
+                validated[source] = value
         if errors:
             raise serializers.ValidationError(errors)
         return validated
@@ -624,7 +769,7 @@ class _Batch:
             return merchant, False
         if n in self.late:
             return self.late[n], True
-        if isinstance(mid, int) and mid in self.merchants:
+        if type(mid) is int and self.merchants.get(mid) is not None:
             return mid, False
         return None, False
 
