@@ -90,6 +90,10 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default="postgis://gridcrm:gridcrm@127.0.0.1:5432/gridcrm")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+# psycopg prepares nothing by itself (Django's default, safe behind a transaction-mode pooler): only
+# the statements run through core.db.prepared_cursor ask for it, explicitly. psycopg needs a
+# threshold set for an explicit request to count; this one is never reached by repetition.
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 2**31 - 1
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -26,6 +26,7 @@ from django.db import connection
 from django.utils import timezone
 from psycopg.adapt import Loader
 
+from core.db import prepared_cursor
 from crm.choices import ActivityKind, LeadStage
 from crm.models.funnel import ROLLUP_KIND_COLUMNS, ROLLUP_STAGE_COLUMNS
 from grids.models import Grid
@@ -96,7 +97,8 @@ FROM (
 """
 
 
-# The rollup path (crm.models.FunnelMonthCount): the whole local months inside the period come from
+# The rollup path (crm.models.FunnelMonthCount), a statement starting with SELECT (it is prepared:
+# core.db.prepared_cursor): the whole local months inside the period come from
 # the rollup, plus the rows written since it was built (received/recorded at or after
 # ``covers_before``: a handful, by their own index); the parts of the period outside whole months
 # (``__EDGES__``) from the raw rows like REPORT_SQL. ``covers_before`` is read inside the statement
@@ -115,6 +117,7 @@ _SUMS = ", ".join(f"sum(c.{p}{i}) AS {p}{i}" for p, values in (("s", STAGES), ("
 _COLS = ", ".join(f"{p}{i}" for p, values in (("s", STAGES), ("a", KINDS)) for i in range(len(values)))
 
 ROLLUP_SQL = f"""
+SELECT q.doc FROM (
 WITH g AS (__GRIDS__),
 st AS (SELECT covers_before FROM crm_funnelrollupstate WHERE id = 1),
 c ({_COLS}, grid_id) AS (
@@ -130,13 +133,14 @@ c ({_COLS}, grid_id) AS (
        AND a.occurred_at >= %s AND a.occurred_at < %s AND a.grid_id IN (SELECT id FROM g)
     __EDGES__
 )
-{_DOCUMENT}
+{_DOCUMENT} AS doc
 FROM (
     SELECT g.id, g.name, g.code, {_SUMS}
     FROM c JOIN g ON g.id = c.grid_id
     GROUP BY g.id, g.name, g.code
     HAVING {" + ".join(f"sum(c.{p}{i})" for p, values in (("s", STAGES), ("a", KINDS)) for i in range(len(values)))} > 0
 ) r
+) q
 """
 
 _EDGE_SQL = f"""
@@ -240,7 +244,8 @@ def funnel_report_json(
                 params += [lo, hi, lo, hi]
         params += [since_day, until_day]
         sql = ROLLUP_SQL.replace("__GRIDS__", grids_sql).replace("__EDGES__", edges)
-    with connection.cursor() as cursor:
+    # Prepared: planning the report (~1 ms) costs about as much as running it from the rollup.
+    with prepared_cursor() as cursor:
         cursor.cursor.adapters.register_loader("text", _RawText)
         cursor.execute(sql, params)
         return cursor.fetchone()[0]

@@ -31,6 +31,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.db import prepared_cursor
 from crm.choices import (
     ActivityKind,
     CheckinFlag,
@@ -436,6 +437,7 @@ def merchant_timeline(
     cursor = Cursor.decode(before) if before else None
     scope = scope if scope is not None else resolve_scope(user, "view")
     sql, params = _statement(merchant.pk, user, scope, cursor, limit)
+    # Not prepared: the statement starts with WITH, which pghistory prefixes with a command.
     with connection.cursor() as c:
         c.execute(sql, params)
         rows = c.fetchall()
@@ -458,7 +460,7 @@ def merchant_timeline_if_visible(
         return None
     page_sql, page_params = _statement(merchant_id, user, scope, cursor, limit)
     sql = GUARDED_SQL.replace("__VISIBLE__", visible_sql).replace("__PAGE__", page_sql)
-    with connection.cursor() as c:
+    with prepared_cursor() as c:
         c.execute(sql, [*visible_params, *page_params])
         rows = c.fetchall()
     if not rows or not rows[0][0]:

@@ -121,3 +121,17 @@ def test_a_fixed_number_of_queries(activity, django_assert_max_num_queries):
     client = client_for(activity.regional_head)
     with django_assert_max_num_queries(12):
         assert client.get(URL).status_code == 200
+
+
+def test_whole_months_from_the_rollup_through_the_page(activity):
+    """The rollup path (a prepared statement) behind the whole request stack, pghistory's
+    middleware included: the same numbers as the raw path."""
+    from crm.services.funnel_rollup import funnel_rollup_rebuild
+
+    client = client_for(activity.regional_head)
+    before = client.get(URL).content.decode()
+    funnel_rollup_rebuild()
+    after = client.get(URL).content.decode()
+    assert step(after, "lead") == step(before, "lead") == 4
+    assert volume(after, "visit") == volume(before, "visit") == 2
+    assert rows(after) == rows(before)
