@@ -261,7 +261,7 @@ def test_switch_to_english_and_back(tab, world, crowd):
     login(tab, "am_a")
     page.click(".lang-switch button[value=en]")
     page.wait_for_selector("html[lang=en]")
-    assert page.locator(".app-nav a").all_inner_texts() == ["Home", "Map", "Merchants"]
+    assert page.locator(".app-nav a").all_inner_texts() == ["Home", "Map", "Merchants", "Reports"]
     assert page.get_by_role("heading", name="My grids").is_visible()
     assert "Account manager" in page.inner_text(".user-role")
     tab.screenshot("home-am_a-english", full_page=True)
