@@ -1,3 +1,5 @@
+import functools
+
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -243,20 +245,13 @@ def _propose_leader(proposal: RedrawProposal, leader_id: int) -> None:
     proposal.save(update_fields=["shapes"])
 
 
-def _apply_leaders(*, proposal: RedrawProposal, by) -> None:
-    """Appoint the leaders kept on an applied proposal's new grids (membership from today, as the
-    team endpoint does). Called inside the apply transaction: a refusal rolls the apply back."""
-    created = proposal.summary.get("created_grids", {})
-    for shape in proposal.shapes:
-        if shape.get("grid_id") is not None or not shape.get("leader"):
-            continue
-        grid = Grid.objects.get(pk=created[str(shape["key"])])
-        try:
-            team_svc.team_assign(grid=grid, by=by, leader=shape["leader"])
-        except DjangoValidationError as exc:
-            if hasattr(exc, "error_dict") and set(exc.error_dict) == {"user"}:
-                raise DjangoValidationError({"leader": exc.error_dict["user"]}) from None
-            raise
+@functools.cache
+def _proposal_brief() -> RedrawProposalSerializer:
+    """RedrawProposalSerializer built once per process and used for its output only (apply's
+    answer): building a ModelSerializer's fields costs ten times writing one proposal with them.
+    None of its fields reads the context (the request), so the output is the one a serializer
+    built per request gives (tests/grids/test_territory_api.py compares them)."""
+    return RedrawProposalSerializer(context={})
 
 
 def _proposal_response(view, proposal, status=201):
@@ -277,10 +272,20 @@ class RedrawProposalViewSet(RestrictedReadOnlyViewSet):
         qs = super().get_queryset()
         if self.action == "list":
             qs = qs.defer("merchant_moves", "place_moves", "shapes", "grid_versions")
-        elif self.action == "apply":
-            # Applying reads the RedrawMove rows; the JSON display copy of the moves is not decoded.
-            qs = qs.defer("merchant_moves")
+        elif self.action in ("apply", "discard"):
+            # The services load the row themselves, under its lock: only the id is needed here.
+            qs = qs.select_related(None).only("pk")
         return qs
+
+    def _proposal_id(self):
+        """The id in the URL, as get_object() takes it (a malformed one is a 404), without loading
+        the row: redraw_apply() loads and locks it in one statement, under the user's scope."""
+        if self.request.query_params:
+            return self.get_object().pk  # the list filters narrow a detail URL too
+        try:
+            return RedrawProposal._meta.pk.to_python(self.kwargs[self.lookup_url_kwarg or self.lookup_field])
+        except DjangoValidationError:
+            raise Http404 from None
 
     @extend_schema(request=ApplyInputSerializer, responses={200: RedrawProposalSerializer, 400: TERRITORY_400})
     @action(detail=True, methods=["post"])
@@ -289,10 +294,8 @@ class RedrawProposalViewSet(RestrictedReadOnlyViewSet):
         """Apply the previewed moves (the answer is the proposal without the diff: GET it for that).
         A new grid's leader kept on the proposal is appointed in the same transaction."""
         data = _valid(ApplyInputSerializer, request)
-        with transaction.atomic():
-            proposal = _call(redraw.redraw_apply, proposal=self.get_object(), by=request.user, **data)
-            _call(_apply_leaders, proposal=proposal, by=request.user)
-        return Response(RedrawProposalSerializer(proposal, context=self.get_serializer_context()).data)
+        proposal = _call(redraw.redraw_apply, proposal=self._proposal_id(), by=request.user, **data)
+        return Response(_proposal_brief().to_representation(proposal))
 
     @extend_schema(request=None, responses={200: RedrawProposalDetailSerializer})
     @action(detail=True, methods=["post"])

@@ -39,6 +39,16 @@ def drawable_sub_branches(user):
     return SubBranch.objects.filter(Q(pk__in=scope.sub_branch_ids) | Q(branch_id__in=scope.branch_ids))
 
 
+def may_draw_in(user, sub_branch: SubBranch) -> bool:
+    """Whether ``user`` may draw in ``sub_branch`` (loaded, with its ``branch_id``): the rule of
+    drawable_sub_branches() for one sub-branch, answered from the scope without a query (the
+    grids of a sub-branch are drawable exactly when it is)."""
+    scope = manager_scope(user)
+    if scope.everything:
+        return True
+    return sub_branch.pk in scope.sub_branch_ids or sub_branch.branch_id in scope.branch_ids
+
+
 def check_can_draw(user, *, sub_branch_id: int) -> None:
     """PermissionDenied unless ``user`` may draw grids in the sub-branch."""
     if not drawable_sub_branches(user).filter(pk=sub_branch_id).exists():

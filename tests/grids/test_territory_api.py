@@ -417,3 +417,30 @@ def test_apply_rolls_back_when_the_leader_left_meanwhile(world, api_as):
     assert only_error(response, "leader")
     assert not Grid.objects.filter(code="NL3").exists()
     assert RedrawProposal.objects.get(pk=proposal["id"]).status == "proposed"
+
+
+# -- apply: the answer, and the id in the URL -------------------------------------------------------
+
+
+def test_apply_answers_the_proposal_as_its_serializer_does(world, api_as):
+    from grids.api.serializers import RedrawProposalSerializer
+
+    client = api_as(world.branch_manager)
+    p = client.post(f"/api/v1/grids/{world.grid_a.pk}/redraw/", {"geom": square(510)}, format="json").json()
+    response = client.post(f"/api/v1/redraw-proposals/{p['id']}/apply/", {"accept_overlaps": True}, format="json")
+    assert response.status_code == 200, response.content
+    stored = RedrawProposal.objects.select_related("sub_branch", "grid", "created_by").get(pk=p["id"])
+    assert response.json() == RedrawProposalSerializer(stored).data
+    assert response.json()["status"] == "applied" and response.json()["decided_at"]
+
+
+def test_apply_url_ids_and_filters_as_any_detail_url(world, api_as):
+    client = api_as(world.branch_manager)
+    p = client.post(f"/api/v1/grids/{world.grid_a.pk}/redraw/", {"geom": square(511)}, format="json").json()
+    for bad in ("abc", "0", str(2**70), "-1"):
+        assert client.post(f"/api/v1/redraw-proposals/{bad}/apply/", {}, format="json").status_code == 404, bad
+    # The list filters narrow a detail URL too (as get_object() does): filtered out is a 404.
+    url = f"/api/v1/redraw-proposals/{p['id']}/apply/"
+    assert client.post(f"{url}?status=applied", {"accept_overlaps": True}, format="json").status_code == 404
+    assert client.post(f"{url}?status=proposed", {"accept_overlaps": True}, format="json").status_code == 200
+    assert RedrawProposal.objects.get(pk=p["id"]).status == "applied"

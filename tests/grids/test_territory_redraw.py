@@ -307,3 +307,91 @@ def test_an_instance_loaded_before_another_apply_is_refused(world, ab):
         redraw_apply(proposal=earlier, by=world.branch_manager, accept_overlaps=True)
     a.refresh_from_db()
     assert a.version == 2 and GridVersion.objects.filter(grid=a, number=2).count() == 1
+
+
+# -- applying in few statements ---------------------------------------------------------------
+
+
+def test_apply_is_the_scope_and_one_statement(world, ab):
+    """The user's scope, then one statement: the proposal read under its lock, every write and
+    every check. The proposal may be passed by id (the API does)."""
+    a, b, west, east, in_a = ab
+    p = redraw_preview(grid=a, new_geom=extended_a(a, b), by=world.branch_manager)
+    with translation.override("en"), CaptureQueriesContext(connection) as ctx:
+        applied = redraw_apply(proposal=p.pk, by=world.branch_manager, accept_overlaps=True)
+    statements = [q["sql"] for q in ctx.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) <= 2, statements  # the user's memberships, then the apply
+    assert applied.status == "applied" and applied.decided_by == world.branch_manager
+    assert applied.sub_branch == world.sb1 and applied.grid == a  # loaded for the answer
+    stored = RedrawProposal.objects.get(pk=p.pk)
+    assert (stored.status, stored.decided_by_id, stored.decided_at) == (
+        "applied",
+        world.branch_manager.pk,
+        applied.decided_at,
+    )
+    assert stored.summary == applied.summary and stored.summary["created_grids"] == {}
+    a.refresh_from_db()
+    version = GridVersion.objects.get(grid=a, number=2)
+    assert (version.name, version.code, version.status, version.created_by_id) == (
+        a.name,
+        a.code,
+        "active",
+        world.branch_manager.pk,
+    )
+    assert version.geom.equals(a.geom) and version.note == f"Boundary by Redraw #{p.pk}"
+    assert set(Merchant.objects.filter(grid=a).values_list("pk", flat=True)) == {in_a.pk, *(m.pk for m in west)}
+
+
+def test_merge_retires_and_versions_every_grid(world, ab):
+    a, b, *_ = ab
+    p = grid_merge(grid_ids=[a.pk, b.pk], by=world.branch_manager)
+    redraw_apply(proposal=p, by=world.branch_manager)
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert (a.status, a.version, b.status, b.version) == ("active", 2, "retired", 2)
+    assert GridVersion.objects.get(grid=b, number=2).status == "retired"
+    assert p.status == "applied"  # the instance passed in gets the applied state too
+
+
+def test_a_grid_moved_to_another_sub_branch_after_the_preview(world, ab):
+    """The grids written must still be ones the user may draw (asked of drawable_grids() when one
+    no longer lies in the proposal's sub-branch)."""
+    a, b, west, *_ = ab
+    p = redraw_preview(grid=a, new_geom=extended_a(a, b), by=world.branch_manager)
+    Grid.objects.filter(pk=a.pk).update(sub_branch=world.sb2)
+    with pytest.raises(RedrawProposal.DoesNotExist):
+        redraw_apply(proposal=p, by=world.branch_manager, accept_overlaps=True)
+    a.refresh_from_db()
+    assert a.version == 1 and RedrawProposal.objects.get(pk=p.pk).status == "proposed"
+    # The regional head draws in both sub-branches: the apply goes through.
+    redraw_apply(proposal=p, by=world.regional_head, accept_overlaps=True)
+    assert set(Merchant.objects.filter(pk__in=[m.pk for m in west]).values_list("grid_id", flat=True)) == {a.pk}
+
+
+def test_may_draw_in_agrees_with_drawable_sub_branches(world):
+    from grids.models import SubBranch
+    from grids.services._scope import drawable_sub_branches, may_draw_in
+
+    sub_branches = list(SubBranch.objects.select_related(None))
+    for who in ("admin", "regional_head", "mid_office", "branch_manager", "grid_leader_a", "am_a", "nobody"):
+        user = getattr(world, who)
+        drawable = set(drawable_sub_branches(user).values_list("pk", flat=True))
+        assert {sb.pk for sb in sub_branches if may_draw_in(user, sb)} == drawable, who
+
+
+def test_history_says_who_applied_which_proposal(world, ab):
+    """Every event the apply writes (the moved merchants, the redrawn grid) carries the context."""
+    from crm.models import MerchantEvent
+    from grids.models import GridEvent
+
+    a, b, west, *_ = ab
+    p = redraw_preview(grid=a, new_geom=extended_a(a, b), by=world.branch_manager)
+    redraw_apply(proposal=p, by=world.branch_manager, accept_overlaps=True)
+    events = [
+        *MerchantEvent.objects.filter(pgh_obj__in=west, pgh_label="update").select_related("pgh_context"),
+        *GridEvent.objects.filter(pgh_obj=a, pgh_label="update").select_related("pgh_context"),
+    ]
+    assert len(events) == len(west) + 1
+    assert {e.pgh_context_id for e in events} != {None} and len({e.pgh_context_id for e in events}) == 1
+    metadata = events[0].pgh_context.metadata
+    assert metadata["redraw_proposal"] == p.pk and metadata["by"] == world.branch_manager.pk
