@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy
 
 from crm.api.funnel import MAX_REPORT_DAYS
 from crm.choices import FUNNEL_ORDER, ActivityKind, LeadStage
-from crm.selectors.funnel import funnel_summary
+from crm.selectors.funnel import funnel_summary, next_month
 from grids.models import Grid, SubBranch
 
 MONTHS_OFFERED = 12
@@ -31,10 +31,6 @@ def _month_start(day: datetime.date, back: int = 0) -> datetime.date:
     for _i in range(back):
         day = (day - datetime.timedelta(days=1)).replace(day=1)
     return day
-
-
-def _next_month(day: datetime.date) -> datetime.date:
-    return (day.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
 
 
 class FunnelReportForm(forms.Form):
@@ -67,7 +63,7 @@ class FunnelReportForm(forms.Form):
         else:
             month = data.get("month") or self.today.strftime("%Y-%m")
             first = datetime.date.fromisoformat(f"{month}-01")
-            data["since"], data["until"] = first, _next_month(first) - datetime.timedelta(days=1)
+            data["since"], data["until"] = first, next_month(first) - datetime.timedelta(days=1)
         return data
 
 

@@ -158,7 +158,7 @@ def _whole_months(since: datetime.datetime, until: datetime.datetime):
     local = since.astimezone(zone)
     first = local.date().replace(day=1)
     if local != datetime.datetime.combine(first, datetime.time(), zone):
-        first = _next_month(first)
+        first = next_month(first)
     end = until.astimezone(zone).date().replace(day=1)
     if end <= first:
         return None
@@ -170,7 +170,8 @@ def _whole_months(since: datetime.datetime, until: datetime.datetime):
     )
 
 
-def _next_month(day: datetime.date) -> datetime.date:
+def next_month(day: datetime.date) -> datetime.date:
+    """The first day of the month after ``day``'s."""
     return (day.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
 
 
