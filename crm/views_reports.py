@@ -46,8 +46,12 @@ class FunnelReportForm(forms.Form):
         super().__init__(*args, **kwargs)
         months = [_month_start(today, back) for back in range(MONTHS_OFFERED)]
         self.fields["month"].choices = [(m.strftime("%Y-%m"), date_format(m, "YEAR_MONTH_FORMAT")) for m in months]
-        self.sub_branches = list(SubBranch.objects.restrict(user).order_by("code").values_list("pk", "name"))
-        self.fields["sub_branch"].choices = [("", _("All in my scope")), *self.sub_branches]
+        # (pk, name, code) of the sub-branches in scope: the choices, and the rows' labels.
+        self.sub_branches = list(SubBranch.objects.restrict(user).order_by("code").values_list("pk", "name", "code"))
+        self.fields["sub_branch"].choices = [
+            ("", _("All in my scope")),
+            *((pk, name) for pk, name, _c in self.sub_branches),
+        ]
         self.today = today
 
     def clean(self):
@@ -90,9 +94,7 @@ def funnel_report(request):
     if form.is_valid():
         data = form.cleaned_data
         since_day, until_day = data["since"], data["until"]
-        sub_branch_id = data.get("sub_branch")
-        if sub_branch_id is not None and sub_branch_id not in {pk for pk, _name in form.sub_branches}:
-            sub_branch_id = None  # not offered: the form refused it already; never widen the scope
+        sub_branch_id = data.get("sub_branch")  # one of the choices: a sub-branch of the scope
         # One row per grid once a sub-branch is chosen (or the scope is one); else per sub-branch.
         by_grid = sub_branch_id is not None or len(form.sub_branches) <= 1
         zone = timezone.get_default_timezone()
@@ -108,7 +110,7 @@ def funnel_report(request):
             "steps": _funnel_steps(summary["stages"]),
             "lost": summary["stages"].get(LeadStage.LOST, 0),
             "activities": [(kind, summary["activities"].get(kind.value, 0)) for kind in ActivityKind],
-            "rows": _rows(user, summary["grids"], by_grid=by_grid),
+            "rows": _rows(user, summary["grids"], by_grid=by_grid, sub_branches=form.sub_branches),
             "by_grid": by_grid,
             "stage_columns": [*FUNNEL_ORDER, LeadStage.LOST],
             "kinds": list(ActivityKind),
@@ -116,9 +118,9 @@ def funnel_report(request):
     return render(request, "crm/funnel_report.html", context)
 
 
-def _rows(user, grid_rows: list[dict], *, by_grid: bool) -> list[dict]:
+def _rows(user, grid_rows: list[dict], *, by_grid: bool, sub_branches: list[tuple]) -> list[dict]:
     """Table rows: the report's grid rows as they are, or rolled up to their sub-branch (one
-    restricted query for the grids' sub-branches)."""
+    restricted query for the grids' sub-branches; names from ``sub_branches``, the form's)."""
     if by_grid:
         rows = [
             {"name": r["name"], "code": r["code"], "stages": r["stages"], "activities": r["activities"]}
@@ -127,9 +129,7 @@ def _rows(user, grid_rows: list[dict], *, by_grid: bool) -> list[dict]:
     else:
         ids = [r["id"] for r in grid_rows]
         parent = dict(Grid.objects.restrict(user).filter(pk__in=ids).values_list("pk", "sub_branch_id").order_by())
-        units = {
-            pk: (name, code) for pk, name, code in SubBranch.objects.restrict(user).values_list("pk", "name", "code")
-        }
+        units = {pk: (name, code) for pk, name, code in sub_branches}
         totals: dict[int, dict] = {}
         for r in grid_rows:
             sb = parent.get(r["id"])
